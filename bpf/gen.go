@@ -1,0 +1,7 @@
+// Package bpf holds ktracer's kernel side: the CO-RE programs, the one
+// wire-format header (ktracer.h) and the Go bindings bpf2go generates from
+// them. The generated *_bpfel.{go,o} files are committed so that building
+// ktracer needs no clang; `make generate` rebuilds them.
+package bpf
+
+//go:generate go tool bpf2go -target amd64 -tags linux -cflags "-O2 -g -Wall -Werror -I../ -I." -type event_header -type mem_range -type module_load_event -type module_symbol_event -type initcall_event -type module_done_event -type module_free_event -type init_pointer_event -type exec_fault_event -type event_type -type hook_method -type counter Kt ktracer.bpf.c
