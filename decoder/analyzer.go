@@ -1,0 +1,225 @@
+package decoder
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ktracer/ktracer/bpf"
+)
+
+// Config holds the rules' thresholds and the core-kernel symbolizer.
+type Config struct {
+	SlowInit time.Duration // slow-init threshold
+	Kernel   Symbolizer    // may be nil: addresses print as hex
+}
+
+// Stats counts what the analyzer saw, for summaries and metrics.
+type Stats struct {
+	Records        uint64 // records decoded
+	Corrupt        uint64 // records rejected by Decode
+	OrphanSymbols  uint64 // symbol records for a module never announced
+	MissingSymbols uint64 // symbols the kernel had that never arrived
+	ModuleInits    uint64
+	FailedInits    uint64
+}
+
+// Analyzer follows modules through load, init and free, attributes each
+// initcall to the module its task is initializing, and applies the rules.
+// It is not safe for concurrent use; feed it records in ring-buffer order.
+type Analyzer struct {
+	cfg     Config
+	rec     Record
+	modules map[uint64]*Module // by struct module address
+	byTask  map[uint32]*Module // tid -> module being initialized by it
+	stats   Stats
+}
+
+// NewAnalyzer returns an Analyzer with the given rules configuration.
+func NewAnalyzer(cfg Config) *Analyzer {
+	return &Analyzer{cfg: cfg, modules: map[uint64]*Module{}, byTask: map[uint32]*Module{}}
+}
+
+// Stats returns the counters so far.
+func (a *Analyzer) Stats() Stats { return a.stats }
+
+// Module returns the live module at a struct module address, if known.
+func (a *Analyzer) Module(addr uint64) *Module { return a.modules[addr] }
+
+// Handle decodes one raw record and appends the events it yields to out. A
+// corrupt record is counted and returned as an error; state is unchanged.
+func (a *Analyzer) Handle(raw []byte, out []Event) ([]Event, error) {
+	if err := Decode(raw, &a.rec); err != nil {
+		a.stats.Corrupt++
+		return out, err
+	}
+	return a.Process(&a.rec, out), nil
+}
+
+// Process applies one decoded record and appends the events it yields.
+func (a *Analyzer) Process(r *Record, out []Event) []Event {
+	a.stats.Records++
+	switch Type(r.Header.Type) {
+	case bpf.KtEventTypeEVENT_MODULE_LOAD:
+		m := newModule(r)
+		a.modules[m.Addr] = m
+		a.byTask[r.Header.Tid] = m
+	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
+		if m := a.modules[r.Symbol.Module]; m != nil {
+			m.addSymbol(r)
+		} else {
+			a.stats.OrphanSymbols++
+		}
+	case bpf.KtEventTypeEVENT_INITCALL_START:
+		if m := a.byTask[r.Header.Tid]; m != nil {
+			out = a.announce(m, r, out)
+		}
+	case bpf.KtEventTypeEVENT_INITCALL_FINISH:
+		out = a.initcallFinished(r, out)
+	case bpf.KtEventTypeEVENT_MODULE_INIT_DONE:
+		out = a.moduleDone(r, out)
+	case bpf.KtEventTypeEVENT_MODULE_FREE:
+		name := cString(r.ModuleFree.Name[:])
+		out = append(out, a.event(KindModuleFree, r, name))
+		a.forget(r.ModuleFree.Module)
+	}
+	return out
+}
+
+func (a *Analyzer) event(kind Kind, r *Record, module string) Event {
+	h := &r.Header
+	return Event{Kind: kind, MonoNS: h.TsNs, CPU: h.Cpu, PID: h.Pid, TID: h.Tid, Module: module}
+}
+
+// announce emits module_load once the symbol table has arrived (it is sent
+// right after the load record, before init runs).
+func (a *Analyzer) announce(m *Module, r *Record, out []Event) []Event {
+	if m.reported {
+		return out
+	}
+	m.reported = true
+	ev := a.event(KindModuleLoad, r, m.Name)
+	ev.Address = m.InitFn
+	ev.Function = a.function(m, m.InitFn)
+	ev.Symbols = len(m.syms)
+	return append(out, ev)
+}
+
+// function names addr: from the module's own table first (init symbols are
+// gone from kallsyms soon), then the kernel's.
+func (a *Analyzer) function(m *Module, addr uint64) string {
+	if m != nil {
+		if name, off, ok := m.Function(addr); ok {
+			return symbolString(name, off)
+		}
+	}
+	for _, other := range a.modules {
+		if other == m {
+			continue
+		}
+		if name, off, ok := other.Function(addr); ok {
+			return symbolString(name, off)
+		}
+	}
+	if a.cfg.Kernel != nil {
+		if name, off, ok := a.cfg.Kernel.Symbolize(addr); ok {
+			return symbolString(name, off)
+		}
+	}
+	return "0x" + strconv.FormatUint(addr, 16)
+}
+
+func (a *Analyzer) initcallFinished(r *Record, out []Event) []Event {
+	ic := &r.Initcall
+	m := a.byTask[r.Header.Tid]
+	if m != nil && m.InitFn != 0 && ic.Func != 0 && m.InitFn != ic.Func {
+		m = nil // not this module's init: do not misattribute
+	}
+	module := ""
+	if m != nil {
+		out = a.announce(m, r, out)
+		module = m.Name
+		a.stats.ModuleInits++
+	}
+	ev := a.event(KindInitcall, r, module)
+	ev.Address = ic.Func
+	ev.Function = a.function(m, ic.Func)
+	ev.Ret = ic.Ret
+	ev.Errno = ErrnoName(ic.Ret)
+	ev.Duration = time.Duration(ic.DurationNs)
+	out = append(out, ev)
+	return a.initcallRules(ev, out)
+}
+
+// initcallRules applies the rules of a finished initcall.
+func (a *Analyzer) initcallRules(ev Event, out []Event) []Event {
+	what := ev.Module
+	if what == "" {
+		what = "the kernel"
+	}
+	switch {
+	case ev.Ret > 0:
+		// Seed incident 5: do_one_initcall and load_module treat ret >= 0 as
+		// success, so a half-cleaned-up module stays loaded.
+		out = append(out, finding(ev, RulePositiveInitReturn, int64(ev.Ret), fmt.Sprintf(
+			"%s returned %d: a positive init return counts as success, so %s stays loaded even if its init already ran its error cleanup; return 0 or a negative errno",
+			ev.Function, ev.Ret, what)))
+	case ev.Ret < 0:
+		out = append(out, finding(ev, RuleInitFailed, int64(ev.Ret), fmt.Sprintf(
+			"%s returned %d (%s): %s did not initialize", ev.Function, ev.Ret, ev.Errno, what)))
+	}
+	if a.cfg.SlowInit > 0 && ev.Duration > a.cfg.SlowInit {
+		out = append(out, finding(ev, RuleSlowInit, ev.Duration.Nanoseconds(), fmt.Sprintf(
+			"%s took %s, more than the %s threshold; it blocks modprobe (and boot, if built in)",
+			ev.Function, ev.Duration.Round(time.Microsecond), a.cfg.SlowInit)))
+	}
+	return out
+}
+
+func finding(ev Event, rule Rule, value int64, msg string) Event {
+	f := ev
+	f.Kind = KindFinding
+	f.Value = value
+	f.Rule = rule
+	f.Severity = RuleSeverity[rule]
+	f.Message = msg
+	return f
+}
+
+func (a *Analyzer) moduleDone(r *Record, out []Event) []Event {
+	d := &r.ModuleDone
+	m := a.modules[d.Module]
+	if a.byTask[r.Header.Tid] == m {
+		delete(a.byTask, r.Header.Tid)
+	}
+	name := cString(d.Name[:])
+	if m != nil {
+		name = m.Name
+	}
+	if d.Ret < 0 {
+		a.stats.FailedInits++
+		ev := a.event(KindModuleInitFailed, r, name)
+		ev.Ret, ev.Errno = d.Ret, ErrnoName(d.Ret)
+		a.forget(d.Module)
+		return append(out, ev)
+	}
+	if m != nil {
+		m.live = true
+	}
+	ev := a.event(KindModuleLive, r, name)
+	ev.Ret = d.Ret
+	return append(out, ev)
+}
+
+func (a *Analyzer) forget(addr uint64) {
+	m := a.modules[addr]
+	if m == nil {
+		return
+	}
+	delete(a.modules, addr)
+	for tid, mm := range a.byTask {
+		if mm == m {
+			delete(a.byTask, tid)
+		}
+	}
+}

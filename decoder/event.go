@@ -1,0 +1,101 @@
+package decoder
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind names an event in output; the values are the JSON "event" field.
+type Kind string
+
+const (
+	KindModuleLoad       Kind = "module_load"        // a module is about to run its init
+	KindInitcall         Kind = "initcall"           // an init function returned
+	KindModuleLive       Kind = "module_live"        // do_init_module succeeded
+	KindModuleInitFailed Kind = "module_init_failed" // do_init_module failed; module freed
+	KindModuleFree       Kind = "module_free"        // module memory released
+	KindFinding          Kind = "finding"            // a rule was broken
+)
+
+// Severity orders findings; --fail-on compares against it.
+type Severity int
+
+const (
+	SeverityInfo Severity = iota + 1
+	SeverityWarning
+	SeverityError
+)
+
+func (s Severity) String() string {
+	switch s {
+	case SeverityInfo:
+		return "info"
+	case SeverityWarning:
+		return "warning"
+	case SeverityError:
+		return "error"
+	}
+	return "unknown"
+}
+
+// ParseSeverity reads "info", "warning" or "error".
+func ParseSeverity(s string) (Severity, error) {
+	for _, v := range []Severity{SeverityInfo, SeverityWarning, SeverityError} {
+		if strings.EqualFold(s, v.String()) {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown severity %q (want info, warning or error)", s)
+}
+
+// Rule is a stable finding identifier, documented in the README.
+type Rule string
+
+const (
+	RulePositiveInitReturn Rule = "positive-init-return"
+	RuleInitFailed         Rule = "init-failed"
+	RuleSlowInit           Rule = "slow-init"
+)
+
+// RuleSeverity is each rule's fixed severity.
+var RuleSeverity = map[Rule]Severity{
+	RulePositiveInitReturn: SeverityError,
+	RuleInitFailed:         SeverityInfo,
+	RuleSlowInit:           SeverityWarning,
+}
+
+// Event is one thing ktracer saw, or a finding about it. Fields that do not
+// apply to a Kind are zero.
+type Event struct {
+	Kind     Kind
+	MonoNS   uint64 // kernel CLOCK_MONOTONIC timestamp
+	CPU      uint32
+	PID      uint32
+	TID      uint32
+	Module   string // "" for a built-in initcall
+	Function string // symbol name, or 0x... when unknown
+	Address  uint64
+	Ret      int32
+	Errno    string // name of a negative Ret, e.g. ENODEV
+	Duration time.Duration
+	Symbols  int // module_load: symbols captured
+
+	// Findings only.
+	Rule     Rule
+	Severity Severity
+	Value    int64 // the offending value: the return, or the duration in ns
+	Message  string
+}
+
+// ErrnoName names a negative init return as the kernel would (-19 -> ENODEV).
+func ErrnoName(ret int32) string {
+	if ret >= 0 {
+		return ""
+	}
+	if n, ok := errnoNames[-ret]; ok {
+		return n
+	}
+	return "errno " + strconv.Itoa(int(-ret))
+}

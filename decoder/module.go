@@ -1,0 +1,158 @@
+package decoder
+
+import (
+	"slices"
+	"strconv"
+)
+
+// Range is a span of kernel addresses [Base, Base+Size).
+type Range struct {
+	Base, Size uint64
+}
+
+// Contains reports whether addr lies in r.
+func (r Range) Contains(addr uint64) bool {
+	return r.Size != 0 && addr >= r.Base && addr-r.Base < r.Size
+}
+
+// Symbolizer resolves core-kernel addresses (from kallsyms).
+type Symbolizer interface {
+	Symbolize(addr uint64) (name string, offset uint64, ok bool)
+}
+
+type symbol struct {
+	value, size  uint64
+	nameOff      uint32
+	nameLen      uint16
+	kind         byte // kallsyms type letter
+	aliasPenalty bool // init_module/cleanup_module: aliases of the real names
+}
+
+// Module is what ktracer knows of one loaded module, captured at load time:
+// its memory layout and its full symbol table, including the init symbols
+// that kallsyms drops once init memory is freed.
+type Module struct {
+	Addr           uint64 // struct module address
+	Name           string
+	InitFn         uint64
+	Text           Range
+	InitText       Range
+	Data           [3]Range
+	ThisModuleSize uint64
+	WantSymbols    int // symbols in the kernel's table, defined or not
+
+	syms     []symbol
+	names    []byte // all symbol names back to back: no allocation per symbol
+	sorted   bool
+	live     bool // init returned success: init text is freed or about to be
+	reported bool // module_load event emitted
+}
+
+func newModule(e *Record) *Module {
+	l := &e.ModuleLoad
+	m := &Module{
+		Addr:           l.Module,
+		Name:           cString(l.Name[:]),
+		InitFn:         l.InitFn,
+		Text:           Range{l.Text.Base, l.Text.Size},
+		InitText:       Range{l.InitText.Base, l.InitText.Size},
+		ThisModuleSize: l.ThisModuleSize,
+		WantSymbols:    int(l.NumSymbols),
+	}
+	for i, d := range l.Data {
+		m.Data[i] = Range{d.Base, d.Size}
+	}
+	return m
+}
+
+func (m *Module) addSymbol(s *Record) {
+	name := cBytes(s.Symbol.Name[:])
+	if len(name) > 0xffff {
+		name = name[:0xffff]
+	}
+	m.syms = append(m.syms, symbol{
+		value:        s.Symbol.Value,
+		size:         s.Symbol.Size,
+		nameOff:      uint32(len(m.names)),
+		nameLen:      uint16(len(name)),
+		kind:         s.Symbol.Type,
+		aliasPenalty: string(name) == "init_module" || string(name) == "cleanup_module",
+	})
+	m.names = append(m.names, name...)
+	m.sorted = false
+}
+
+// Symbols is the number of symbols captured.
+func (m *Module) Symbols() int { return len(m.syms) }
+
+func (m *Module) name(s *symbol) string {
+	return string(m.names[s.nameOff : s.nameOff+uint32(s.nameLen)])
+}
+
+func (m *Module) sort() {
+	if m.sorted {
+		return
+	}
+	// By address; at one address the real name before module_init's alias.
+	slices.SortStableFunc(m.syms, func(a, b symbol) int {
+		switch {
+		case a.value < b.value:
+			return -1
+		case a.value > b.value:
+			return 1
+		case a.aliasPenalty != b.aliasPenalty:
+			if a.aliasPenalty {
+				return 1
+			}
+			return -1
+		}
+		return 0
+	})
+	m.sorted = true
+}
+
+func isText(kind byte) bool { return kind == 't' || kind == 'T' }
+
+// Function names the function containing addr: the nearest text symbol at
+// or below it, within the module's text or init text.
+func (m *Module) Function(addr uint64) (name string, offset uint64, ok bool) {
+	if !m.Text.Contains(addr) && !m.InitText.Contains(addr) {
+		return "", 0, false
+	}
+	m.sort()
+	i, _ := slices.BinarySearchFunc(m.syms, addr+1, func(s symbol, v uint64) int {
+		if s.value < v {
+			return -1
+		}
+		return 1
+	})
+	// syms[:i] have value <= addr; walk back to the first text symbol, then
+	// to the first (preferred) name at that address.
+	for i--; i >= 0; i-- {
+		if isText(m.syms[i].kind) {
+			v := m.syms[i].value
+			for i > 0 && m.syms[i-1].value == v && isText(m.syms[i-1].kind) {
+				i--
+			}
+			return m.name(&m.syms[i]), addr - v, true
+		}
+	}
+	return "", 0, false
+}
+
+// InitTextFunction names an init function: valid even after init text is
+// freed, because the names were captured at load.
+func (m *Module) InitTextFunction(addr uint64) (string, uint64, bool) {
+	if !m.InitText.Contains(addr) {
+		return "", 0, false
+	}
+	return m.Function(addr)
+}
+
+// symbolString formats name+0xoff, or just name at offset 0.
+func symbolString(name string, off uint64) string {
+	if off == 0 {
+		return name
+	}
+	return name + "+0x" + strconv.FormatUint(off, 16)
+}

@@ -1,0 +1,201 @@
+// Package export presents decoder events to people and machines: text and
+// JSON-lines writers here, Prometheus metrics elsewhere in the package.
+package export
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ktracer/ktracer/decoder"
+)
+
+// Hook is how one kernel hook got attached, as the writers report it.
+type Hook struct {
+	Name     string `json:"name"`
+	Attached bool   `json:"attached"`
+	Method   string `json:"method,omitempty"`
+	Target   string `json:"target,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Summary closes a watch session.
+type Summary struct {
+	ModuleInits uint64
+	FailedInits uint64
+	Findings    map[decoder.Severity]int
+	Lost        uint64 // records the kernel dropped: ring buffer full
+	Corrupt     uint64 // records that failed to decode
+}
+
+// Writer presents a stream of events.
+type Writer interface {
+	Attached(hooks []Hook) error
+	Write(ev *decoder.Event) error
+	Summary(s Summary) error
+}
+
+// Clock converts a kernel CLOCK_MONOTONIC timestamp to wall time.
+type Clock func(monoNS uint64) time.Time
+
+// NewWriter returns the writer for an --output format: "text" or "json".
+func NewWriter(format string, w io.Writer, clock Clock) (Writer, error) {
+	switch format {
+	case "text":
+		return &textWriter{w: w, clock: clock}, nil
+	case "json":
+		return &jsonWriter{enc: json.NewEncoder(w), clock: clock}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want text or json)", format)
+}
+
+// jsonLine is one JSON object per event; the fields are documented in the
+// README. Fields that do not apply to an event are omitted, except ret on
+// initcall events, where 0 is meaningful.
+type jsonLine struct {
+	Time       string `json:"time"`
+	Event      string `json:"event"`
+	CPU        uint32 `json:"cpu"`
+	PID        uint32 `json:"pid"`
+	TID        uint32 `json:"tid"`
+	Module     string `json:"module,omitempty"`
+	Function   string `json:"function,omitempty"`
+	Address    string `json:"address,omitempty"`
+	Ret        *int32 `json:"ret,omitempty"`
+	Errno      string `json:"errno,omitempty"`
+	DurationNS *int64 `json:"duration_ns,omitempty"`
+	Symbols    *int   `json:"symbols,omitempty"`
+	Rule       string `json:"rule,omitempty"`
+	Severity   string `json:"severity,omitempty"`
+	Value      *int64 `json:"value,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+type jsonWriter struct {
+	enc   *json.Encoder
+	clock Clock
+}
+
+func (j *jsonWriter) Attached(hooks []Hook) error {
+	return j.enc.Encode(struct {
+		Event string `json:"event"`
+		Hooks []Hook `json:"hooks"`
+	}{"attached", hooks})
+}
+
+func (j *jsonWriter) Write(ev *decoder.Event) error {
+	l := jsonLine{
+		Time:     j.clock(ev.MonoNS).Format(time.RFC3339Nano),
+		Event:    string(ev.Kind),
+		CPU:      ev.CPU,
+		PID:      ev.PID,
+		TID:      ev.TID,
+		Module:   ev.Module,
+		Function: ev.Function,
+		Errno:    ev.Errno,
+	}
+	if ev.Address != 0 {
+		l.Address = "0x" + strconv.FormatUint(ev.Address, 16)
+	}
+	switch ev.Kind {
+	case decoder.KindInitcall, decoder.KindModuleInitFailed:
+		l.Ret = &ev.Ret
+	case decoder.KindModuleLoad:
+		l.Symbols = &ev.Symbols
+	case decoder.KindFinding:
+		l.Rule, l.Severity, l.Message, l.Value = string(ev.Rule), ev.Severity.String(), ev.Message, &ev.Value
+		if ev.Rule != decoder.RuleSlowInit {
+			l.Ret = &ev.Ret
+		}
+	}
+	if ev.Kind == decoder.KindInitcall || (ev.Kind == decoder.KindFinding && ev.Duration > 0) {
+		d := ev.Duration.Nanoseconds()
+		l.DurationNS = &d
+	}
+	return j.enc.Encode(&l)
+}
+
+func (j *jsonWriter) Summary(s Summary) error {
+	return j.enc.Encode(struct {
+		Event       string         `json:"event"`
+		ModuleInits uint64         `json:"module_inits"`
+		FailedInits uint64         `json:"failed_inits"`
+		Findings    map[string]int `json:"findings"`
+		Lost        uint64         `json:"lost_records"`
+		Corrupt     uint64         `json:"corrupt_records"`
+	}{"summary", s.ModuleInits, s.FailedInits, severityCounts(s.Findings), s.Lost, s.Corrupt})
+}
+
+func severityCounts(m map[decoder.Severity]int) map[string]int {
+	out := map[string]int{"error": 0, "warning": 0, "info": 0}
+	for sev, n := range m {
+		out[sev.String()] = n
+	}
+	return out
+}
+
+type textWriter struct {
+	w     io.Writer
+	clock Clock
+}
+
+func (t *textWriter) Attached(hooks []Hook) error {
+	var parts []string
+	for _, h := range hooks {
+		if h.Attached {
+			parts = append(parts, h.Name+" ("+h.Method+")")
+		} else {
+			parts = append(parts, h.Name+" (NOT ATTACHED: "+h.Error+")")
+		}
+	}
+	_, err := fmt.Fprintf(t.w, "ktracer: watching; hooks: %s\n", strings.Join(parts, ", "))
+	return err
+}
+
+func (t *textWriter) Write(ev *decoder.Event) error {
+	ts := t.clock(ev.MonoNS).Format("15:04:05.000000")
+	mod := ev.Module
+	if mod == "" {
+		mod = "built-in"
+	}
+	var err error
+	switch ev.Kind {
+	case decoder.KindModuleLoad:
+		_, err = fmt.Fprintf(t.w, "%s %-16s loading, init %s (%d symbols captured)\n", ts, mod, ev.Function, ev.Symbols)
+	case decoder.KindInitcall:
+		res := strconv.Itoa(int(ev.Ret))
+		if ev.Errno != "" {
+			res += " (" + ev.Errno + ")"
+		}
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s returned %s after %s\n", ts, mod, ev.Function, res, formatDuration(ev.Duration))
+	case decoder.KindModuleLive:
+		_, err = fmt.Fprintf(t.w, "%s %-16s live\n", ts, mod)
+	case decoder.KindModuleInitFailed:
+		_, err = fmt.Fprintf(t.w, "%s %-16s init failed (%s), module unloaded\n", ts, mod, ev.Errno)
+	case decoder.KindModuleFree:
+		_, err = fmt.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
+	case decoder.KindFinding:
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+	}
+	return err
+}
+
+func (t *textWriter) Summary(s Summary) error {
+	f := severityCounts(s.Findings)
+	_, err := fmt.Fprintf(t.w, "ktracer: %d module inits (%d failed); findings: %d error, %d warning, %d info; %d records lost, %d corrupt\n",
+		s.ModuleInits, s.FailedInits, f["error"], f["warning"], f["info"], s.Lost, s.Corrupt)
+	return err
+}
+
+func formatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
+	}
+	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 0, 64) + "µs"
+}

@@ -1,0 +1,67 @@
+package tracer
+
+import (
+	"github.com/ktracer/ktracer/bpf"
+)
+
+// Method is how a hook's program is attached to the kernel.
+type Method string
+
+const (
+	RawTracepoint Method = "raw_tracepoint"
+	Fentry        Method = "fentry"
+	Fexit         Method = "fexit"
+	Kprobe        Method = "kprobe"
+	Kretprobe     Method = "kretprobe"
+)
+
+// candidate is one way to implement a hook: a program variant and where it
+// attaches. Candidates are tried in order; the first the kernel accepts wins.
+type candidate struct {
+	prog   string
+	method Method
+	target string // tracepoint or kernel function
+}
+
+// hook is one thing ktracer observes. A required hook that attaches by no
+// method makes the tracer useless, so New fails; others degrade.
+type hook struct {
+	name       string
+	required   bool
+	candidates []candidate
+}
+
+// Hooks, in the order they are attached. Tracepoints come first: they are a
+// stable ABI. On 6.1 fexit on do_one_initcall is rejected (its argument is a
+// function pointer), so the initcall hooks fall back to kprobes, not fexit.
+var hooks = []hook{
+	{name: "module_load", required: true, candidates: []candidate{
+		{bpf.KtProgModuleLoadRawTp, RawTracepoint, "module_load"},
+		{bpf.KtProgModuleLoadKprobe, Kprobe, "do_init_module"},
+	}},
+	{name: "initcall_start", candidates: []candidate{
+		{bpf.KtProgInitcallStartRawTp, RawTracepoint, "initcall_start"},
+		{bpf.KtProgInitcallStartKprobe, Kprobe, "do_one_initcall"},
+	}},
+	{name: "initcall_finish", required: true, candidates: []candidate{
+		{bpf.KtProgInitcallFinishRawTp, RawTracepoint, "initcall_finish"},
+		{bpf.KtProgInitcallFinishKretprobe, Kretprobe, "do_one_initcall"},
+	}},
+	{name: "module_init_done", candidates: []candidate{
+		{bpf.KtProgModuleDoneFexit, Fexit, "do_init_module"},
+		{bpf.KtProgModuleDoneKretprobe, Kretprobe, "do_init_module"},
+	}},
+	{name: "module_free", candidates: []candidate{
+		{bpf.KtProgModuleFreeRawTp, RawTracepoint, "module_free"},
+		{bpf.KtProgModuleFreeKprobe, Kprobe, "free_module"},
+	}},
+}
+
+// HookNames lists every hook the tracer knows, for metrics and docs.
+func HookNames() []string {
+	names := make([]string, len(hooks))
+	for i, h := range hooks {
+		names[i] = h.name
+	}
+	return names
+}

@@ -1,0 +1,261 @@
+// Package tracer loads ktracer's BPF programs, attaches each hook by the best
+// method the running kernel accepts, and reads raw records from the ring
+// buffer. It knows the kernel; it knows nothing of findings.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/ktracer/ktracer/bpf"
+)
+
+// HookStatus says how a hook was attached, or why it was not.
+type HookStatus struct {
+	Hook     string
+	Required bool
+	Attached bool
+	Method   Method // empty when not attached
+	Target   string
+	Err      error // every method's failure, when not attached
+}
+
+// Tracer owns the loaded programs, their links and the ring buffer reader.
+type Tracer struct {
+	maps   map[string]*ebpf.Map
+	progs  []*ebpf.Program
+	links  []link.Link
+	reader *ringbuf.Reader
+	hooks  []HookStatus
+}
+
+// sharedMaps are created once and shared by every program variant.
+var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading}
+
+// New checks that this kernel and process can trace at all, loads the
+// programs and attaches every hook it can. A hook that attaches by no method
+// is reported in Hooks; if it is required (or strict is set) New fails with
+// an *UnsupportedError that names what is missing in one line.
+func New(strict bool) (*Tracer, error) {
+	if err := preflight(); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, &UnsupportedError{Reason: fmt.Sprintf("cannot raise RLIMIT_MEMLOCK for BPF maps: %v", err)}
+	}
+	spec, err := bpf.LoadKt()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{maps: map[string]*ebpf.Map{}}
+	if err := t.createMaps(spec); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.attachAll(spec)
+
+	if err := t.checkHooks(strict); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.reader, err = ringbuf.NewReader(t.maps[bpf.KtMapEvents])
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+func (t *Tracer) createMaps(spec *ebpf.CollectionSpec) error {
+	only := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, ByteOrder: spec.ByteOrder, Types: spec.Types}
+	for _, name := range sharedMaps {
+		only.Maps[name] = spec.Maps[name]
+	}
+	coll, err := ebpf.NewCollection(only)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return &UnsupportedError{Reason: "creating BPF maps was refused: ktracer needs root, or CAP_BPF and CAP_PERFMON"}
+		}
+		return fmt.Errorf("create BPF maps: %w", err)
+	}
+	for _, name := range sharedMaps {
+		t.maps[name] = coll.DetachMap(name)
+	}
+	coll.Close()
+	return nil
+}
+
+// attachAll shares one kernel BTF cache between all program loads; it is
+// dropped on return so a long-running daemon does not keep the parsed kernel
+// BTF (tens of MB) resident.
+func (t *Tracer) attachAll(spec *ebpf.CollectionSpec) {
+	cache := btf.NewCache()
+	for _, h := range hooks {
+		t.hooks = append(t.hooks, t.attach(spec, h, cache))
+	}
+}
+
+// attach tries a hook's candidates in order and keeps the first that loads
+// and attaches.
+func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, cache *btf.Cache) HookStatus {
+	st := HookStatus{Hook: h.name, Required: h.required}
+	var errs []error
+	for _, c := range h.candidates {
+		prog, err := t.loadProgram(spec, c.prog, cache)
+		if err == nil {
+			var l link.Link
+			l, err = attachProgram(prog, c)
+			if err == nil {
+				t.progs = append(t.progs, prog)
+				t.links = append(t.links, l)
+				st.Attached, st.Method, st.Target = true, c.method, c.target
+				return st
+			}
+			prog.Close()
+		}
+		errs = append(errs, fmt.Errorf("%s %s: %w", c.method, c.target, err))
+	}
+	st.Err = errors.Join(errs...)
+	return st
+}
+
+func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string, cache *btf.Cache) (*ebpf.Program, error) {
+	ps, ok := spec.Programs[name]
+	if !ok {
+		return nil, fmt.Errorf("program %s missing from the BPF object", name)
+	}
+	sub := &ebpf.CollectionSpec{
+		Maps:      map[string]*ebpf.MapSpec{},
+		Programs:  map[string]*ebpf.ProgramSpec{name: ps},
+		ByteOrder: spec.ByteOrder,
+		Types:     spec.Types,
+	}
+	for _, m := range sharedMaps {
+		sub.Maps[m] = spec.Maps[m]
+	}
+	coll, err := ebpf.NewCollectionWithOptions(sub, ebpf.CollectionOptions{MapReplacements: t.maps, Cache: cache})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("verifier rejected %s: %+v", name, ve)
+		}
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
+	defer coll.Close()
+	return coll.DetachProgram(name), nil
+}
+
+func attachProgram(prog *ebpf.Program, c candidate) (link.Link, error) {
+	switch c.method {
+	case RawTracepoint:
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: c.target, Program: prog})
+	case Fentry, Fexit:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case Kprobe:
+		return link.Kprobe(c.target, prog, nil)
+	case Kretprobe:
+		return link.Kretprobe(c.target, prog, nil)
+	}
+	return nil, fmt.Errorf("unknown attach method %q", c.method)
+}
+
+func (t *Tracer) checkHooks(strict bool) error {
+	var missing []string
+	for _, h := range t.hooks {
+		if !h.Attached && (h.Required || strict) {
+			missing = append(missing, h.Hook)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &UnsupportedError{
+		Reason: fmt.Sprintf("cannot attach %s: %s", strings.Join(missing, ", "), kernelGaps()),
+		Hooks:  t.hooks,
+	}
+}
+
+// Hooks reports every hook's attach method or failure.
+func (t *Tracer) Hooks() []HookStatus { return t.hooks }
+
+// Read hands every ring-buffer record to handle, in order, until ctx is
+// done, Drain finished, or handle fails. The slice is reused: handle must
+// not keep it. It returns nil on a clean end.
+func (t *Tracer) Read(ctx context.Context, handle func(raw []byte) error) error {
+	stop := context.AfterFunc(ctx, func() { t.reader.Close() })
+	defer stop()
+	var rec ringbuf.Record
+	for {
+		err := t.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := handle(rec.RawSample); err != nil {
+				return err
+			}
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, ringbuf.ErrFlushed):
+			return nil
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+	}
+}
+
+// Drain makes Read return once every record already in the ring buffer has
+// been handed on.
+func (t *Tracer) Drain() error { return t.reader.Flush() }
+
+// RingBufferFill is the fraction of the ring buffer waiting to be read.
+func (t *Tracer) RingBufferFill() float64 {
+	return float64(t.reader.AvailableBytes()) / float64(t.reader.BufferSize())
+}
+
+// Counters sums the per-CPU counters kept by the BPF programs.
+type Counters struct {
+	Lost          uint64 // records dropped because the ring buffer was full
+	ScanTruncated uint64 // data scans that hit their bound
+}
+
+// Counters reads the BPF-side counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	for idx, dst := range map[uint32]*uint64{
+		uint32(bpf.KtCounterCOUNTER_RINGBUF_FULL):   &c.Lost,
+		uint32(bpf.KtCounterCOUNTER_SCAN_TRUNCATED): &c.ScanTruncated,
+	} {
+		var perCPU []uint64
+		if err := t.maps[bpf.KtMapCounters].Lookup(idx, &perCPU); err != nil {
+			return c, fmt.Errorf("read counters: %w", err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return c, nil
+}
+
+// Close detaches every hook and frees the programs and maps.
+func (t *Tracer) Close() error {
+	if t.reader != nil {
+		t.reader.Close()
+	}
+	for _, l := range t.links {
+		l.Close()
+	}
+	for _, p := range t.progs {
+		p.Close()
+	}
+	for _, m := range t.maps {
+		m.Close()
+	}
+	return nil
+}
