@@ -157,4 +157,3 @@ var errnoNames = map[int32]string{
 	530: "ERECALLCONFLICT",
 	531: "ENOGRACE",
 }
-
