@@ -113,13 +113,18 @@ type KtModuleLoadEvent struct {
 	Hdr            KtEventHeader
 	Module         uint64
 	InitFn         uint64
-	Text           KtMemRange
-	InitText       KtMemRange
-	Data           [3]KtMemRange
+	Ranges         KtModuleRanges
 	ThisModuleSize uint64
 	NumSymbols     uint32
 	Pad            uint32
 	Name           [56]int8
+}
+
+type KtModuleRanges struct {
+	_        structs.HostLayout
+	Text     KtMemRange
+	InitText KtMemRange
+	Data     [3]KtMemRange
 }
 
 type KtModuleSymbolEvent struct {
@@ -133,6 +138,19 @@ type KtModuleSymbolEvent struct {
 	Name   [128]int8
 }
 
+type KtScanState struct {
+	_          structs.HostLayout
+	Module     uint64
+	ThisSize   uint64
+	InitBase   uint64
+	InitSize   uint64
+	Base       uint64
+	Size       uint64
+	Hits       uint64
+	Unreadable uint64
+	Words      [1024]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -141,6 +159,9 @@ const (
 	KtMapEvents                   = "events"
 	KtMapInitcallStarts           = "initcall_starts"
 	KtMapLoading                  = "loading"
+	KtMapScanBufs                 = "scan_bufs"
+	KtProgExecFaultDieKprobe      = "exec_fault_die_kprobe"
+	KtProgExecFaultRawTp          = "exec_fault_raw_tp"
 	KtProgInitcallFinishKretprobe = "initcall_finish_kretprobe"
 	KtProgInitcallFinishRawTp     = "initcall_finish_raw_tp"
 	KtProgInitcallStartKprobe     = "initcall_start_kprobe"
@@ -206,6 +227,8 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
+	ExecFaultDieKprobe      *ebpf.ProgramSpec `ebpf:"exec_fault_die_kprobe"`
+	ExecFaultRawTp          *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
 	InitcallFinishRawTp     *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
 	InitcallStartKprobe     *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
@@ -226,6 +249,7 @@ type KtMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	InitcallStarts *ebpf.MapSpec `ebpf:"initcall_starts"`
 	Loading        *ebpf.MapSpec `ebpf:"loading"`
+	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
 // KtVariableSpecs contains global variables before they are loaded into the kernel.
@@ -269,6 +293,7 @@ type KtMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	InitcallStarts *ebpf.Map `ebpf:"initcall_starts"`
 	Loading        *ebpf.Map `ebpf:"loading"`
+	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
 func (m *KtMaps) Close() error {
@@ -277,6 +302,7 @@ func (m *KtMaps) Close() error {
 		m.Events,
 		m.InitcallStarts,
 		m.Loading,
+		m.ScanBufs,
 	)
 }
 
@@ -301,6 +327,8 @@ type KtVariables struct {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
+	ExecFaultDieKprobe      *ebpf.Program `ebpf:"exec_fault_die_kprobe"`
+	ExecFaultRawTp          *ebpf.Program `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
 	InitcallFinishRawTp     *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
 	InitcallStartKprobe     *ebpf.Program `ebpf:"initcall_start_kprobe"`
@@ -315,6 +343,8 @@ type KtPrograms struct {
 
 func (p *KtPrograms) Close() error {
 	return _KtClose(
+		p.ExecFaultDieKprobe,
+		p.ExecFaultRawTp,
 		p.InitcallFinishKretprobe,
 		p.InitcallFinishRawTp,
 		p.InitcallStartKprobe,

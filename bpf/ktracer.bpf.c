@@ -117,7 +117,7 @@ static __always_inline __u32 current_tid(void)
 
 /* ---- module load: layout, symbols --------------------------------------- */
 
-static __always_inline void read_layout(struct module *mod, struct module_load_event *e)
+static __always_inline void read_layout(struct module *mod, struct module_ranges *e)
 {
 	struct module___pre64 *old = (void *)mod;
 
@@ -162,7 +162,11 @@ static long emit_symbol(__u32 i, void *data)
 
 	if (bpf_probe_read_kernel(&sym, sizeof(sym), &w->symtab[i]))
 		return 1;
-	if (sym.st_shndx == 0 /* SHN_UNDEF */ || sym.st_value == 0)
+	/* Undefined symbols have no address; section and file symbols have no
+	 * name and would shadow the function at the same address. */
+	if (sym.st_shndx == 0 /* SHN_UNDEF */ || sym.st_value == 0 || sym.st_name == 0)
+		return 0;
+	if ((sym.st_info & 0xf) == 3 /* STT_SECTION */ || (sym.st_info & 0xf) == 4 /* STT_FILE */)
 		return 0;
 	e = reserve_event(struct module_symbol_event, EVENT_MODULE_SYMBOL);
 	if (!e)
@@ -208,10 +212,10 @@ static __always_inline int on_module_load(struct module *mod)
 	e = reserve_event(struct module_load_event, EVENT_MODULE_LOAD);
 	if (!e)
 		return 0;
-	__builtin_memset(&e->text, 0, sizeof(*e) - offsetof(struct module_load_event, text));
+	__builtin_memset(&e->ranges, 0, sizeof(*e) - offsetof(struct module_load_event, ranges));
 	e->module = m;
 	e->init_fn = (__u64)BPF_CORE_READ(mod, init);
-	read_layout(mod, e);
+	read_layout(mod, &e->ranges);
 	e->this_module_size = bpf_core_type_size(struct module);
 	e->num_symbols = n;
 	BPF_CORE_READ_STR_INTO(&e->name, mod, name);
@@ -232,6 +236,120 @@ SEC("kprobe/do_init_module")
 int BPF_KPROBE(module_load_kprobe, struct module *mod)
 {
 	return on_module_load(mod);
+}
+
+/* ---- dangling init pointers ---------------------------------------------- */
+
+/*
+ * Seed incident 2: a pointer to an __init function stored in persistent
+ * data is a time bomb once init memory is freed. Right after a module's
+ * init returns, and before do_init_module frees init memory, every word of
+ * the module's persistent data is checked for a value inside its own init
+ * text. User space then names the data symbol and the init function.
+ */
+#define SCAN_CHUNK 4096                /* bytes read at once */
+#define SCAN_WORDS (SCAN_CHUNK / 8)
+#define SCAN_MAX_WORDS (2 << 20)       /* 16 MiB of data per range */
+#define SCAN_MAX_HITS 64
+
+/*
+ * The scan state lives in a per-CPU map value, not on the stack: values
+ * loaded from a map are unknown to the verifier, so the callback's states
+ * converge at once instead of being simulated hit by hit.
+ */
+struct scan_state {
+	__u64 module;
+	__u64 this_size; /* struct module itself holds mod->init: skipped */
+	__u64 init_base;
+	__u64 init_size;
+	__u64 base; /* the data range being scanned */
+	__u64 size;
+	__u64 hits;
+	__u64 unreadable; /* the current chunk could not be read */
+	/* Twice the chunk so a masked length is provably within the buffer. */
+	__u64 words[2 * SCAN_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scan_state);
+} scan_bufs SEC(".maps");
+
+/* One word per iteration, so the verifier sees no inner loop; the chunk
+ * buffer is refilled every SCAN_WORDS words. */
+static long scan_word(__u32 idx, void *unused)
+{
+	struct init_pointer_event *e;
+	struct scan_state *c;
+	__u32 zero = 0, slot = idx & (SCAN_WORDS - 1);
+	__u64 off = (__u64)idx * 8, v, where;
+
+	c = bpf_map_lookup_elem(&scan_bufs, &zero);
+	if (!c || off + 8 > c->size)
+		return 1;
+	if (slot == 0) {
+		__u64 len = c->size - off;
+
+		if (len > SCAN_CHUNK)
+			len = SCAN_CHUNK;
+		c->unreadable = bpf_probe_read_kernel(c->words, len & (2 * SCAN_CHUNK - 1),
+						      (void *)(c->base + off)) != 0;
+	}
+	if (c->unreadable)
+		return 0;
+	v = c->words[slot];
+	if (v - c->init_base >= c->init_size)
+		return 0;
+	where = c->base + off;
+	if (where - c->module < c->this_size)
+		return 0;
+	e = reserve_event(struct init_pointer_event, EVENT_INIT_POINTER);
+	if (!e)
+		return 1;
+	e->module = c->module;
+	e->where = where;
+	e->value = v;
+	bpf_ringbuf_submit(e, 0);
+	c->hits++;
+	return c->hits >= SCAN_MAX_HITS;
+}
+
+static __always_inline void scan_module(struct module *mod)
+{
+	struct module_ranges r = {};
+	struct scan_state *c;
+	__u32 zero = 0;
+	__u64 words;
+	int i;
+
+	c = bpf_map_lookup_elem(&scan_bufs, &zero);
+	if (!c)
+		return;
+	read_layout(mod, &r);
+	if (!r.init_text.base || !r.init_text.size)
+		return;
+	c->module = (__u64)mod;
+	c->this_size = bpf_core_type_size(struct module);
+	c->init_base = r.init_text.base;
+	c->init_size = r.init_text.size;
+	c->hits = 0;
+	for (i = 0; i < KT_MAX_DATA_RANGES; i++) {
+		if (!r.data[i].base || !r.data[i].size)
+			continue;
+		c->base = r.data[i].base;
+		c->size = r.data[i].size;
+		c->unreadable = 0;
+		words = c->size / 8;
+		if (words > SCAN_MAX_WORDS) {
+			words = SCAN_MAX_WORDS;
+			count(COUNTER_SCAN_TRUNCATED);
+		}
+		bpf_loop(words, scan_word, NULL, 0);
+		if (c->hits >= SCAN_MAX_HITS)
+			break;
+	}
 }
 
 /* ---- initcalls ------------------------------------------------------------ */
@@ -263,12 +381,22 @@ static __always_inline int on_initcall_finish(__u64 func, int ret)
 	__u64 now = bpf_ktime_get_ns();
 	__u64 duration = 0;
 
+	__u64 *loading_mod;
+
 	start = bpf_map_lookup_elem(&initcall_starts, &tid);
 	if (start) {
 		duration = now - start->ts;
 		if (!func)
 			func = start->func;
 		bpf_map_delete_elem(&initcall_starts, &tid);
+	}
+	/* A module's init succeeded: its init memory is about to be freed. */
+	loading_mod = bpf_map_lookup_elem(&loading, &tid);
+	if (loading_mod && ret >= 0) {
+		struct module *mod = (struct module *)*loading_mod;
+
+		if ((__u64)BPF_CORE_READ(mod, init) == func)
+			scan_module(mod);
 	}
 	e = reserve_event(struct initcall_event, EVENT_INITCALL_FINISH);
 	if (!e)
@@ -367,4 +495,45 @@ SEC("kprobe/free_module")
 int BPF_KPROBE(module_free_kprobe, struct module *mod)
 {
 	return on_module_free(mod);
+}
+
+/* ---- calls into freed init text ------------------------------------------- */
+
+#define X86_PF_INSTR (1 << 4)
+
+/* The caller is the return address the call pushed: the word at sp. */
+static __always_inline int on_exec_fault(__u64 address, struct pt_regs *regs, __u64 error_code)
+{
+	struct exec_fault_event *e;
+	__u64 sp = BPF_CORE_READ(regs, sp);
+
+	e = reserve_event(struct exec_fault_event, EVENT_EXEC_FAULT);
+	if (!e)
+		return 0;
+	e->address = address;
+	e->ip = BPF_CORE_READ(regs, ip);
+	e->error_code = error_code;
+	e->caller = 0;
+	bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)sp);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Every kernel-mode page fault passes here; only instruction fetches matter. */
+SEC("raw_tp/page_fault_kernel")
+int BPF_PROG(exec_fault_raw_tp, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	if (!(error_code & X86_PF_INSTR))
+		return 0;
+	return on_exec_fault(address, regs, error_code);
+}
+
+/* Fallback without the exceptions tracepoints: the oops itself. A page
+ * fault oops passes its error code; the faulting ip is the fetch address. */
+SEC("kprobe/__die")
+int BPF_KPROBE(exec_fault_die_kprobe, const char *str, struct pt_regs *regs, long err)
+{
+	if (!(err & X86_PF_INSTR))
+		return 0;
+	return on_exec_fault(BPF_CORE_READ(regs, ip), regs, err);
 }

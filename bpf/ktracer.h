@@ -48,15 +48,19 @@ struct mem_range {
 	__u64 size;
 };
 
-struct module_load_event {
-	struct event_header hdr;
-	__u64 module;      /* struct module address: the module's identity */
-	__u64 init_fn;     /* mod->init */
+struct module_ranges {
 	struct mem_range text;      /* core text */
 	struct mem_range init_text; /* freed after init returns */
 	/* persistent data: rodata, ro_after_init and data; one range before
 	 * 6.4 (core_layout after text), three from 6.4 (mem[MOD_*]) */
 	struct mem_range data[KT_MAX_DATA_RANGES];
+};
+
+struct module_load_event {
+	struct event_header hdr;
+	__u64 module;      /* struct module address: the module's identity */
+	__u64 init_fn;     /* mod->init */
+	struct module_ranges ranges;
 	__u64 this_module_size; /* bytes of struct module, to skip it */
 	__u32 num_symbols;  /* symbols in the full (init-time) symtab */
 	__u32 pad;

@@ -81,7 +81,11 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 	case bpf.KtEventTypeEVENT_MODULE_FREE:
 		name := cString(r.ModuleFree.Name[:])
 		out = append(out, a.event(KindModuleFree, r, name))
-		a.forget(r.ModuleFree.Module)
+		// A failed init frees the module before do_init_module returns;
+		// keep it until then so the failure still has a name.
+		if m := a.byTask[r.Header.Tid]; m == nil || m.Addr != r.ModuleFree.Module {
+			a.forget(r.ModuleFree.Module)
+		}
 	}
 	return out
 }

@@ -36,9 +36,9 @@ func loadRecord(name string, tid uint32) []byte {
 	e.Hdr = header(bpf.KtEventTypeEVENT_MODULE_LOAD, sizeOf(e), tid, 100)
 	e.Module = modAddr + uint64(tid)<<20
 	e.InitFn = initFn + uint64(tid)<<20
-	e.Text = bpf.KtMemRange{Base: textBase + uint64(tid)<<20, Size: 0x1000}
-	e.InitText = bpf.KtMemRange{Base: initBase + uint64(tid)<<20, Size: 0x200}
-	e.Data[0] = bpf.KtMemRange{Base: textBase + uint64(tid)<<20 + 0x1000, Size: 0x1000}
+	e.Ranges.Text = bpf.KtMemRange{Base: textBase + uint64(tid)<<20, Size: 0x1000}
+	e.Ranges.InitText = bpf.KtMemRange{Base: initBase + uint64(tid)<<20, Size: 0x200}
+	e.Ranges.Data[0] = bpf.KtMemRange{Base: textBase + uint64(tid)<<20 + 0x1000, Size: 0x1000}
 	e.NumSymbols = 4
 	cname(e.Name[:], name)
 	return Encode(&e)
@@ -84,16 +84,22 @@ func freeRecord(tid uint32, name string) []byte {
 // ret after d: load, symbols (module_init's init_module alias included, as
 // in a real symtab), start, finish, done.
 func loadSequence(name string, tid uint32, ret int32, d time.Duration) [][]byte {
-	return [][]byte{
+	recs := [][]byte{
 		loadRecord(name, tid),
+		symbolRecord(tid, initFn, 't', ""), // the .init.text section symbol
 		symbolRecord(tid, initFn, 't', "init_module"),
 		symbolRecord(tid, initFn, 't', name+"_init"),
 		symbolRecord(tid, textBase+0x100, 't', name+"_exit"),
 		symbolRecord(tid, textBase+0x1000, 'd', "global_ops"),
 		initcallRecord(bpf.KtEventTypeEVENT_INITCALL_START, tid, initFn, 0, 0),
 		initcallRecord(bpf.KtEventTypeEVENT_INITCALL_FINISH, tid, initFn, ret, d),
-		doneRecord(tid, min(ret, 0), name),
 	}
+	if ret < 0 {
+		// The kernel frees a module whose init failed before
+		// do_init_module returns, and the name is gone by then.
+		return append(recs, freeRecord(tid, name), doneRecord(tid, ret, ""))
+	}
+	return append(recs, doneRecord(tid, 0, name))
 }
 
 func run(t *testing.T, a *Analyzer, recs ...[]byte) []Event {
@@ -162,7 +168,7 @@ func TestInitcallEventNamesInitFunctionNotAlias(t *testing.T) {
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind)
 	}
-	want := []Kind{KindModuleLoad, KindInitcall, KindFinding, KindModuleInitFailed}
+	want := []Kind{KindModuleLoad, KindInitcall, KindFinding, KindModuleFree, KindModuleInitFailed}
 	if len(kinds) != len(want) {
 		t.Fatalf("events %v, want %v", kinds, want)
 	}
@@ -178,6 +184,9 @@ func TestInitcallEventNamesInitFunctionNotAlias(t *testing.T) {
 	if ic.Function != "kt_positive_init" || ic.Module != "kt_positive" || ic.Ret != -19 || ic.Errno != "ENODEV" || ic.Duration != 5*time.Millisecond {
 		t.Errorf("initcall = %+v", ic)
 	}
+	if failed := evs[4]; failed.Module != "kt_positive" || failed.Errno != "ENODEV" {
+		t.Errorf("module_init_failed = %+v, want kt_positive ENODEV", failed)
+	}
 	if a.Module(modAddr+3<<20) != nil {
 		t.Error("a module whose init failed is still tracked")
 	}
@@ -190,8 +199,13 @@ func TestConcurrentLoadsDoNotMix(t *testing.T) {
 	x := loadSequence("kt_a", 10, 1, 0)
 	y := loadSequence("kt_b", 11, -12, 0)
 	var recs [][]byte
-	for i := range x {
-		recs = append(recs, x[i], y[i])
+	for i := range max(len(x), len(y)) {
+		if i < len(x) {
+			recs = append(recs, x[i])
+		}
+		if i < len(y) {
+			recs = append(recs, y[i])
+		}
 	}
 	var got []string
 	for _, e := range run(t, a, recs...) {

@@ -54,12 +54,12 @@ func newModule(e *Record) *Module {
 		Addr:           l.Module,
 		Name:           cString(l.Name[:]),
 		InitFn:         l.InitFn,
-		Text:           Range{l.Text.Base, l.Text.Size},
-		InitText:       Range{l.InitText.Base, l.InitText.Size},
+		Text:           Range{l.Ranges.Text.Base, l.Ranges.Text.Size},
+		InitText:       Range{l.Ranges.InitText.Base, l.Ranges.InitText.Size},
 		ThisModuleSize: l.ThisModuleSize,
 		WantSymbols:    int(l.NumSymbols),
 	}
-	for i, d := range l.Data {
+	for i, d := range l.Ranges.Data {
 		m.Data[i] = Range{d.Base, d.Size}
 	}
 	return m
@@ -67,8 +67,8 @@ func newModule(e *Record) *Module {
 
 func (m *Module) addSymbol(s *Record) {
 	name := cBytes(s.Symbol.Name[:])
-	if len(name) > 0xffff {
-		name = name[:0xffff]
+	if len(name) == 0 {
+		return // a section symbol: it would shadow the function at its address
 	}
 	m.syms = append(m.syms, symbol{
 		value:        s.Symbol.Value,

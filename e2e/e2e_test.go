@@ -1,0 +1,297 @@
+//go:build e2e
+
+// Package e2e runs ktracer against a real kernel: Debian's cloud kernel boots
+// under QEMU with a busybox initramfs, the guest runs `ktracer watch` around
+// insmod of test modules that reproduce the seed's incidents, and the tests
+// assert the exact findings. A VM that cannot boot fails the tests: it never
+// skips them. Run through `make test` (which prepares the VM first).
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var vmDir = flag.String("vmdir", "../build/vm", "directory prepared by e2e/vm/setup.sh")
+
+// line is one JSON object printed by ktracer watch --output json.
+type line struct {
+	Event      string `json:"event"`
+	Module     string `json:"module"`
+	Function   string `json:"function"`
+	Address    string `json:"address"`
+	Ret        *int32 `json:"ret"`
+	Errno      string `json:"errno"`
+	DurationNS *int64 `json:"duration_ns"`
+	Rule       string `json:"rule"`
+	Severity   string `json:"severity"`
+	Value      *int64 `json:"value"`
+	Message    string `json:"message"`
+	Lost       *int64 `json:"lost_records"`
+	Hooks      []struct {
+		Name     string `json:"name"`
+		Attached bool   `json:"attached"`
+		Method   string `json:"method"`
+	} `json:"hooks"`
+}
+
+// run is what the guest reported for one `ktracer watch -- CMD`.
+type run struct {
+	exit  int
+	lines []line
+	raw   []string
+}
+
+func (r *run) findings() []line {
+	var out []line
+	for _, l := range r.lines {
+		if l.Event == "finding" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (r *run) event(kind string) *line {
+	for i := range r.lines {
+		if r.lines[i].Event == kind {
+			return &r.lines[i]
+		}
+	}
+	return nil
+}
+
+// guest is one VM boot: the script's per-step output, keyed by step name.
+type guest struct {
+	runs    map[string]*run
+	console string
+}
+
+// buildPayload builds a static ktracer into dir/bin.
+func buildPayload(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin", "ktracer"), "../cmd/ktracer")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build ktracer: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("./kmod-payload.sh", dir).CombinedOutput(); err != nil {
+		t.Fatalf("add kmod to the payload: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// boot runs script in the VM. Each step the script runs must print its
+// output as "KT-OUT:<step>:<line>" and its status as "KT-OUT:<step>:exit:<n>".
+func boot(t *testing.T, script string, extraArgs ...string) *guest {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(*vmDir, "vmlinuz")); err != nil {
+		t.Fatalf("no VM kernel in %s (run e2e/vm/setup.sh, or make test): %v", *vmDir, err)
+	}
+	payload := buildPayload(t)
+	scriptPath := filepath.Join(t.TempDir(), "guest.sh")
+	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--vmdir", *vmDir, "--payload", payload, "--script", scriptPath, "--timeout", "300"}, extraArgs...)
+	start := time.Now()
+	cmd := exec.Command("./vm/run.sh", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("VM boot and script took %s", time.Since(start).Round(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("VM run failed: %v\nstderr:\n%s\nconsole (tail):\n%s", err, stderr.String(), tail(stdout.String(), 60))
+	}
+	g := &guest{runs: map[string]*run{}, console: stdout.String()}
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		text := sc.Text()
+		i := strings.Index(text, "KT-OUT:")
+		if i < 0 {
+			continue
+		}
+		step, rest, ok := strings.Cut(text[i+len("KT-OUT:"):], ":")
+		if !ok {
+			continue
+		}
+		r := g.runs[step]
+		if r == nil {
+			r = &run{exit: -1}
+			g.runs[step] = r
+		}
+		if code, isExit := strings.CutPrefix(rest, "exit:"); isExit {
+			fmt.Sscanf(code, "%d", &r.exit)
+			continue
+		}
+		r.raw = append(r.raw, rest)
+		if strings.HasPrefix(rest, "{") {
+			var l line
+			if err := json.Unmarshal([]byte(rest), &l); err != nil {
+				t.Errorf("step %s: bad JSON line %q: %v", step, rest, err)
+				continue
+			}
+			r.lines = append(r.lines, l)
+		}
+	}
+	return g
+}
+
+func (g *guest) run(t *testing.T, step string) *run {
+	t.Helper()
+	r := g.runs[step]
+	if r == nil || r.exit < 0 {
+		t.Fatalf("guest printed no result for step %s\nconsole (tail):\n%s", step, tail(g.console, 80))
+	}
+	return r
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// watchStep is the guest shell for one `ktracer watch --output json` run.
+func watchStep(step, command string) string {
+	return fmt.Sprintf(`ktracer watch --output json -- %[2]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
+echo "KT-OUT:%[1]s:exit:$?"
+sed 's/^/KT-OUT:%[1]s:/' /tmp/%[1]s.out
+sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
+`, step, command)
+}
+
+var (
+	moduleBoot     *guest
+	moduleBootOnce sync.Once
+)
+
+// moduleGuest boots once for all the issue-2 module tests.
+func moduleGuest(t *testing.T) *guest {
+	moduleBootOnce.Do(func() {
+		var s strings.Builder
+		s.WriteString("set -u\n")
+		for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
+			s.WriteString(watchStep(m, "insmod /payload/modules/"+m+".ko"))
+		}
+		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
+		moduleBoot = boot(t, s.String())
+	})
+	if moduleBoot == nil {
+		t.Fatal("module VM boot failed (see the first test's log)")
+	}
+	return moduleBoot
+}
+
+// expectOne asserts exactly one finding with these fields.
+func expectOne(t *testing.T, r *run, rule, module, function string) line {
+	t.Helper()
+	f := r.findings()
+	if len(f) != 1 {
+		t.Fatalf("want exactly one finding %s, got %d:\n%s", rule, len(f), strings.Join(r.raw, "\n"))
+	}
+	got := f[0]
+	if got.Rule != rule || got.Module != module || got.Function != function {
+		t.Fatalf("finding = %s %s %s, want %s %s %s\n%s", got.Rule, got.Module, got.Function, rule, module, function, strings.Join(r.raw, "\n"))
+	}
+	return got
+}
+
+func checkNoLoss(t *testing.T, r *run) {
+	t.Helper()
+	s := r.event("summary")
+	if s == nil || s.Lost == nil {
+		t.Fatalf("no summary line:\n%s", strings.Join(r.raw, "\n"))
+	}
+	if *s.Lost != 0 {
+		t.Errorf("%d records lost", *s.Lost)
+	}
+}
+
+func TestHooksAttachOnDebianKernel(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_good")
+	a := r.event("attached")
+	if a == nil {
+		t.Fatalf("no attached line:\n%s", strings.Join(r.raw, "\n"))
+	}
+	for _, h := range a.Hooks {
+		t.Logf("hook %s: attached=%v method=%s", h.Name, h.Attached, h.Method)
+		if !h.Attached {
+			t.Errorf("hook %s did not attach on the Debian kernel", h.Name)
+		}
+	}
+}
+
+// Seed incident 5: init cleans up after a failed registration, then
+// returns 1; the kernel treats it as success.
+func TestPositiveInitReturn(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_positive")
+	f := expectOne(t, r, "positive-init-return", "kt_positive", "kt_positive_init")
+	if f.Value == nil || *f.Value != 1 || f.Ret == nil || *f.Ret != 1 || f.Severity != "error" {
+		t.Errorf("finding value/ret/severity = %v/%v/%s, want 1/1/error", f.Value, f.Ret, f.Severity)
+	}
+	if r.exit != 1 {
+		t.Errorf("watch exit = %d, want 1 (an error finding; insmod itself succeeded)", r.exit)
+	}
+	if live := r.event("module_live"); live == nil || live.Module != "kt_positive" {
+		t.Errorf("no module_live for kt_positive: the kernel should have kept it loaded")
+	}
+	checkNoLoss(t, r)
+}
+
+func TestSlowInit(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_slow")
+	f := expectOne(t, r, "slow-init", "kt_slow", "kt_slow_init")
+	if f.DurationNS == nil || *f.DurationNS < int64(300*time.Millisecond) || f.Severity != "warning" {
+		t.Errorf("slow-init duration %v severity %s, want >= 300ms warning", f.DurationNS, f.Severity)
+	}
+	if r.exit != 0 {
+		t.Errorf("watch exit = %d, want 0 (a warning is below the default --fail-on error)", r.exit)
+	}
+	checkNoLoss(t, r)
+}
+
+func TestInitFailed(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_enodev")
+	f := expectOne(t, r, "init-failed", "kt_enodev", "kt_enodev_init")
+	if f.Errno != "ENODEV" || f.Value == nil || *f.Value != -19 || f.Severity != "info" {
+		t.Errorf("finding errno/value/severity = %s/%v/%s, want ENODEV/-19/info", f.Errno, f.Value, f.Severity)
+	}
+	if r.exit == 0 {
+		t.Errorf("watch exit = 0, want insmod's failure status")
+	}
+	if ev := r.event("module_init_failed"); ev == nil || ev.Errno != "ENODEV" {
+		t.Errorf("no module_init_failed ENODEV event")
+	}
+	checkNoLoss(t, r)
+}
+
+// The control: a correct module yields no finding at all.
+func TestGoodModuleIsClean(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_good")
+	if f := r.findings(); len(f) != 0 {
+		t.Fatalf("kt_good produced findings: %+v", f)
+	}
+	ic := r.event("initcall")
+	if ic == nil || ic.Module != "kt_good" || ic.Function != "kt_good_init" || ic.Ret == nil || *ic.Ret != 0 {
+		t.Fatalf("initcall event = %+v, want kt_good kt_good_init ret 0\n%s", ic, strings.Join(r.raw, "\n"))
+	}
+	if r.exit != 0 {
+		t.Errorf("watch exit = %d, want 0", r.exit)
+	}
+	checkNoLoss(t, r)
+}
