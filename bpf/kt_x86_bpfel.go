@@ -160,7 +160,7 @@ const (
 	KtMapInitcallStarts           = "initcall_starts"
 	KtMapLoading                  = "loading"
 	KtMapScanBufs                 = "scan_bufs"
-	KtProgExecFaultDieKprobe      = "exec_fault_die_kprobe"
+	KtProgExecFaultOopsKprobe     = "exec_fault_oops_kprobe"
 	KtProgExecFaultRawTp          = "exec_fault_raw_tp"
 	KtProgInitcallFinishKretprobe = "initcall_finish_kretprobe"
 	KtProgInitcallFinishRawTp     = "initcall_finish_raw_tp"
@@ -227,7 +227,7 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
-	ExecFaultDieKprobe      *ebpf.ProgramSpec `ebpf:"exec_fault_die_kprobe"`
+	ExecFaultOopsKprobe     *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp          *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
 	InitcallFinishRawTp     *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
@@ -327,7 +327,7 @@ type KtVariables struct {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
-	ExecFaultDieKprobe      *ebpf.Program `ebpf:"exec_fault_die_kprobe"`
+	ExecFaultOopsKprobe     *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp          *ebpf.Program `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
 	InitcallFinishRawTp     *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
@@ -343,7 +343,7 @@ type KtPrograms struct {
 
 func (p *KtPrograms) Close() error {
 	return _KtClose(
-		p.ExecFaultDieKprobe,
+		p.ExecFaultOopsKprobe,
 		p.ExecFaultRawTp,
 		p.InitcallFinishKretprobe,
 		p.InitcallFinishRawTp,

@@ -528,12 +528,12 @@ int BPF_PROG(exec_fault_raw_tp, unsigned long address, struct pt_regs *regs, uns
 	return on_exec_fault(address, regs, error_code);
 }
 
-/* Fallback without the exceptions tracepoints: the oops itself. A page
- * fault oops passes its error code; the faulting ip is the fetch address. */
-SEC("kprobe/__die")
-int BPF_KPROBE(exec_fault_die_kprobe, const char *str, struct pt_regs *regs, long err)
+/* Fallback without the exceptions tracepoints: the oops a kernel-mode page
+ * fault ends in (__die and oops_begin are on the kprobe blacklist). */
+SEC("kprobe/page_fault_oops")
+int BPF_KPROBE(exec_fault_oops_kprobe, struct pt_regs *regs, unsigned long error_code, unsigned long address)
 {
-	if (!(err & X86_PF_INSTR))
+	if (!(error_code & X86_PF_INSTR))
 		return 0;
-	return on_exec_fault(BPF_CORE_READ(regs, ip), regs, err);
+	return on_exec_fault(address, regs, error_code);
 }

@@ -42,6 +42,7 @@ type line struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
 		Method   string `json:"method"`
+		Error    string `json:"error"`
 	} `json:"hooks"`
 }
 
@@ -168,11 +169,16 @@ func tail(s string, n int) string {
 
 // watchStep is the guest shell for one `ktracer watch --output json` run.
 func watchStep(step, command string) string {
-	return fmt.Sprintf(`ktracer watch --output json -- %[2]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
+	flags := ""
+	if rest, ok := strings.CutPrefix(command, "--"); ok {
+		flag, cmd, _ := strings.Cut(rest, " insmod")
+		flags, command = "--"+flag, "insmod"+cmd
+	}
+	return fmt.Sprintf(`ktracer watch --output json %[3]s -- %[2]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
 echo "KT-OUT:%[1]s:exit:$?"
 sed 's/^/KT-OUT:%[1]s:/' /tmp/%[1]s.out
 sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
-`, step, command)
+`, step, command, flags)
 }
 
 var (
@@ -188,6 +194,9 @@ func moduleGuest(t *testing.T) *guest {
 		for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
 			s.WriteString(watchStep(m, "insmod /payload/modules/"+m+".ko"))
 		}
+		// The same findings through the kprobe/kretprobe fallbacks.
+		s.WriteString("rmmod kt_positive\n")
+		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe insmod /payload/modules/kt_positive.ko"))
 		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
 		moduleBoot = boot(t, s.String())
 	})
@@ -292,6 +301,29 @@ func TestGoodModuleIsClean(t *testing.T) {
 	}
 	if r.exit != 0 {
 		t.Errorf("watch exit = %d, want 0", r.exit)
+	}
+	checkNoLoss(t, r)
+}
+
+// The kprobe/kretprobe fallbacks give the same finding as the tracepoints.
+func TestPositiveInitReturnThroughKprobes(t *testing.T) {
+	r := moduleGuest(t).run(t, "kprobes-kt_positive")
+	a := r.event("attached")
+	if a == nil {
+		t.Fatalf("no attached line:\n%s", strings.Join(r.raw, "\n"))
+	}
+	for _, h := range a.Hooks {
+		t.Logf("hook %s: attached=%v method=%s %s", h.Name, h.Attached, h.Method, h.Error)
+		if !h.Attached || (h.Method != "kprobe" && h.Method != "kretprobe") {
+			t.Errorf("hook %s: attached=%v method=%s, want a kprobe or kretprobe", h.Name, h.Attached, h.Method)
+		}
+	}
+	f := expectOne(t, r, "positive-init-return", "kt_positive", "kt_positive_init")
+	if f.Value == nil || *f.Value != 1 {
+		t.Errorf("value = %v, want 1", f.Value)
+	}
+	if ic := r.event("initcall"); ic == nil || ic.DurationNS == nil || *ic.DurationNS <= 0 {
+		t.Errorf("kretprobe initcall has no duration: %+v", ic)
 	}
 	checkNoLoss(t, r)
 }

@@ -1,6 +1,8 @@
 package tracer
 
 import (
+	"fmt"
+
 	"github.com/ktracer/ktracer/bpf"
 )
 
@@ -55,6 +57,23 @@ var hooks = []hook{
 		{bpf.KtProgModuleFreeRawTp, RawTracepoint, "module_free"},
 		{bpf.KtProgModuleFreeKprobe, Kprobe, "free_module"},
 	}},
+	// Calls into freed init text: the instruction-fetch page fault they
+	// cause, or the oops that follows where the exceptions tracepoints are
+	// missing.
+	{name: "exec_fault", candidates: []candidate{
+		{bpf.KtProgExecFaultRawTp, RawTracepoint, "page_fault_kernel"},
+		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops"},
+	}},
+}
+
+// ParseMethod reads an attach method name.
+func ParseMethod(s string) (Method, error) {
+	for _, m := range []Method{RawTracepoint, Fentry, Fexit, Kprobe, Kretprobe} {
+		if s == string(m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown attach method %q (want raw_tracepoint, fentry, fexit, kprobe or kretprobe)", s)
 }
 
 // HookNames lists every hook the tracer knows, for metrics and docs.

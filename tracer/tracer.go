@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -39,13 +40,22 @@ type Tracer struct {
 }
 
 // sharedMaps are created once and shared by every program variant.
-var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading}
+var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs}
+
+// Options tune how hooks are attached.
+type Options struct {
+	// Strict makes any hook that cannot attach fatal, not only required ones.
+	Strict bool
+	// Methods, when set, restricts attaching to these methods, e.g. to
+	// exercise the kprobe fallbacks on a kernel that has the tracepoints.
+	Methods []Method
+}
 
 // New checks that this kernel and process can trace at all, loads the
 // programs and attaches every hook it can. A hook that attaches by no method
-// is reported in Hooks; if it is required (or strict is set) New fails with
+// is reported in Hooks; if it is required (or Strict is set) New fails with
 // an *UnsupportedError that names what is missing in one line.
-func New(strict bool) (*Tracer, error) {
+func New(opts Options) (*Tracer, error) {
 	if err := preflight(); err != nil {
 		return nil, err
 	}
@@ -62,9 +72,9 @@ func New(strict bool) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
-	t.attachAll(spec)
+	t.attachAll(spec, opts.Methods)
 
-	if err := t.checkHooks(strict); err != nil {
+	if err := t.checkHooks(opts.Strict); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -98,19 +108,23 @@ func (t *Tracer) createMaps(spec *ebpf.CollectionSpec) error {
 // attachAll shares one kernel BTF cache between all program loads; it is
 // dropped on return so a long-running daemon does not keep the parsed kernel
 // BTF (tens of MB) resident.
-func (t *Tracer) attachAll(spec *ebpf.CollectionSpec) {
+func (t *Tracer) attachAll(spec *ebpf.CollectionSpec, methods []Method) {
 	cache := btf.NewCache()
 	for _, h := range hooks {
-		t.hooks = append(t.hooks, t.attach(spec, h, cache))
+		t.hooks = append(t.hooks, t.attach(spec, h, methods, cache))
 	}
 }
 
 // attach tries a hook's candidates in order and keeps the first that loads
 // and attaches.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, cache *btf.Cache) HookStatus {
+func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, methods []Method, cache *btf.Cache) HookStatus {
 	st := HookStatus{Hook: h.name, Required: h.required}
 	var errs []error
 	for _, c := range h.candidates {
+		if len(methods) > 0 && !slices.Contains(methods, c.method) {
+			errs = append(errs, fmt.Errorf("%s %s: excluded by the allowed methods", c.method, c.target))
+			continue
+		}
 		prog, err := t.loadProgram(spec, c.prog, cache)
 		if err == nil {
 			var l link.Link

@@ -24,6 +24,7 @@ type watchOptions struct {
 	linger  time.Duration
 	strict  bool
 	verbose bool
+	methods []string
 }
 
 func newWatchCmd() *cobra.Command {
@@ -49,6 +50,7 @@ Without a command it runs until interrupted.`,
 	f.DurationVar(&o.linger, "linger", 200*time.Millisecond, "after the command exits, wait this long for the last events")
 	f.BoolVar(&o.strict, "strict", false, "fail when any hook cannot be attached, not only the required ones")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how each hook was attached, or why not")
+	f.StringSliceVar(&o.methods, "methods", nil, "attach only by these methods (raw_tracepoint, fentry, fexit, kprobe, kretprobe); default: the best each hook allows")
 	return cmd
 }
 
@@ -68,7 +70,15 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 		return &exitError{exitFailure, fmt.Errorf("put the command after --: ktracer watch [flags] -- %s", args[0])}
 	}
 
-	t, err := tracer.New(o.strict)
+	topts := tracer.Options{Strict: o.strict}
+	for _, m := range o.methods {
+		method, err := tracer.ParseMethod(m)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--methods: %w", err)}
+		}
+		topts.Methods = append(topts.Methods, method)
+	}
+	t, err := tracer.New(topts)
 	if err != nil {
 		var ue *tracer.UnsupportedError
 		if errors.As(err, &ue) && o.verbose && ue.Hooks != nil {
