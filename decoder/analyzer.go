@@ -11,7 +11,7 @@ import (
 // Config holds the rules' thresholds and the core-kernel symbolizer.
 type Config struct {
 	SlowInit time.Duration // slow-init threshold
-	Kernel   Symbolizer    // may be nil: addresses print as hex
+	Kernel   Symbolizer    // may be nil: kernel addresses print as hex
 }
 
 // Stats counts what the analyzer saw, for summaries and metrics.
@@ -22,6 +22,11 @@ type Stats struct {
 	MissingSymbols uint64 // symbols the kernel had that never arrived
 	ModuleInits    uint64
 	FailedInits    uint64
+	// Init-text pointers the BPF scan found that are not reported: not
+	// inside a sized data object, or not at a function's start.
+	UnattributedInitPointers uint64
+	// Instruction-fetch faults outside any freed init text (not ours).
+	OtherExecFaults uint64
 }
 
 // Analyzer follows modules through load, init and free, attributes each
@@ -62,8 +67,19 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 	switch Type(r.Header.Type) {
 	case bpf.KtEventTypeEVENT_MODULE_LOAD:
 		m := newModule(r)
+		// Memory reused by the new module is no longer anyone's freed init
+		// text: a fault there must not be blamed on the old owner.
+		for _, old := range a.modules {
+			if old.live && m.overlaps(old.InitText) {
+				old.InitText = Range{}
+			}
+		}
 		a.modules[m.Addr] = m
 		a.byTask[r.Header.Tid] = m
+	case bpf.KtEventTypeEVENT_INIT_POINTER:
+		out = a.initPointer(r, out)
+	case bpf.KtEventTypeEVENT_EXEC_FAULT:
+		out = a.execFault(r, out)
 	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
 		if m := a.modules[r.Symbol.Module]; m != nil {
 			m.addSymbol(r)
@@ -226,4 +242,68 @@ func (a *Analyzer) forget(addr uint64) {
 			delete(a.byTask, tid)
 		}
 	}
+}
+
+// initPointer reports a word of persistent data that points at an __init
+// function (seed incident 2), found before init memory is freed. Only a
+// pointer to a function's first byte held inside a named data object is
+// reported: anything else could be a coincidence of values.
+func (a *Analyzer) initPointer(r *Record, out []Event) []Event {
+	p := &r.InitPointer
+	m := a.modules[p.Module]
+	if m == nil {
+		a.stats.UnattributedInitPointers++
+		return out
+	}
+	obj, objOff, ok := m.DataObject(p.Where)
+	fn, fnOff, fnOK := m.InitTextFunction(p.Value)
+	if !ok || obj == "__this_module" || !fnOK || fnOff != 0 {
+		a.stats.UnattributedInitPointers++
+		return out
+	}
+	ev := a.event(KindFinding, r, m.Name)
+	ev.Function = fn
+	ev.Address = p.Value
+	ev.Location = obj + "+0x" + strconv.FormatUint(objOff, 16)
+	return append(out, finding(ev, RuleDanglingInitPointer, 0, fmt.Sprintf(
+		"%s holds a pointer to %s, an __init function of %s; init memory is freed now that init has returned, so a later call through it jumps into freed memory: remove __init from %s, or do not keep the pointer",
+		ev.Location, fn, m.Name, fn)))
+}
+
+// execFault reports an instruction fetch from init text that was freed: a
+// module's after its init returned, or the kernel's own after boot.
+func (a *Analyzer) execFault(r *Record, out []Event) []Event {
+	f := &r.ExecFault
+	addr := f.Address
+	var owner *Module
+	for _, m := range a.modules {
+		if m.Text.Contains(addr) || (!m.live && m.InitText.Contains(addr)) {
+			a.stats.OtherExecFaults++ // mapped code: not a freed-init call
+			return out
+		}
+		if m.live && m.InitText.Contains(addr) {
+			owner = m
+		}
+	}
+	ev := a.event(KindFinding, r, "")
+	ev.Address = addr
+	ev.Caller = a.function(nil, f.Caller)
+	switch {
+	case owner != nil:
+		ev.Module = owner.Name
+		name, off, _ := owner.InitTextFunction(addr)
+		ev.Function = symbolString(name, off)
+	case a.cfg.Kernel != nil && a.cfg.Kernel.InitText().Contains(addr):
+		ev.Function = a.function(nil, addr)
+	default:
+		a.stats.OtherExecFaults++
+		return out
+	}
+	what := "the kernel"
+	if ev.Module != "" {
+		what = ev.Module
+	}
+	return append(out, finding(ev, RuleFreedInitCall, 0, fmt.Sprintf(
+		"%s called %s at 0x%x, an __init function of %s whose init memory was freed after init returned: a pointer to __init code outlived init",
+		ev.Caller, ev.Function, addr, what)))
 }

@@ -54,16 +54,25 @@ func ParseSeverity(s string) (Severity, error) {
 type Rule string
 
 const (
-	RulePositiveInitReturn Rule = "positive-init-return"
-	RuleInitFailed         Rule = "init-failed"
-	RuleSlowInit           Rule = "slow-init"
+	RulePositiveInitReturn  Rule = "positive-init-return"
+	RuleInitFailed          Rule = "init-failed"
+	RuleSlowInit            Rule = "slow-init"
+	RuleDanglingInitPointer Rule = "dangling-init-pointer"
+	RuleFreedInitCall       Rule = "freed-init-call"
 )
 
 // RuleSeverity is each rule's fixed severity.
 var RuleSeverity = map[Rule]Severity{
-	RulePositiveInitReturn: SeverityError,
-	RuleInitFailed:         SeverityInfo,
-	RuleSlowInit:           SeverityWarning,
+	RulePositiveInitReturn:  SeverityError,
+	RuleInitFailed:          SeverityInfo,
+	RuleSlowInit:            SeverityWarning,
+	RuleDanglingInitPointer: SeverityError,
+	RuleFreedInitCall:       SeverityError,
+}
+
+// HasValue tells whether the rule's finding carries a numeric Value.
+func (r Rule) HasValue() bool {
+	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleSlowInit
 }
 
 // Event is one thing ktracer saw, or a finding about it. Fields that do not
@@ -80,7 +89,9 @@ type Event struct {
 	Ret      int32
 	Errno    string // name of a negative Ret, e.g. ENODEV
 	Duration time.Duration
-	Symbols  int // module_load: symbols captured
+	Symbols  int    // module_load: symbols captured
+	Location string // dangling-init-pointer: the data holding it, e.g. global_ops+0x0
+	Caller   string // freed-init-call: the return address, symbolized
 
 	// Findings only.
 	Rule     Rule

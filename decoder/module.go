@@ -18,6 +18,7 @@ func (r Range) Contains(addr uint64) bool {
 // Symbolizer resolves core-kernel addresses (from kallsyms).
 type Symbolizer interface {
 	Symbolize(addr uint64) (name string, offset uint64, ok bool)
+	InitText() Range // the kernel's own init text, freed after boot
 }
 
 type symbol struct {
@@ -138,6 +139,45 @@ func (m *Module) Function(addr uint64) (name string, offset uint64, ok bool) {
 		}
 	}
 	return "", 0, false
+}
+
+func isData(kind byte) bool {
+	switch kind {
+	case 'd', 'D', 'b', 'B', 'r', 'R':
+		return true
+	}
+	return false
+}
+
+// DataObject names the data object (a sized d/b/r symbol) containing addr.
+func (m *Module) DataObject(addr uint64) (name string, offset uint64, ok bool) {
+	m.sort()
+	i, _ := slices.BinarySearchFunc(m.syms, addr+1, func(s symbol, v uint64) int {
+		if s.value < v {
+			return -1
+		}
+		return 1
+	})
+	for i--; i >= 0; i-- {
+		s := &m.syms[i]
+		if isData(s.kind) && s.size > 0 && addr-s.value < s.size {
+			return m.name(s), addr - s.value, true
+		}
+		if addr-s.value >= 1<<20 {
+			break // objects are not that large: stop walking back
+		}
+	}
+	return "", 0, false
+}
+
+// overlaps reports whether any of the module's memory overlaps r.
+func (m *Module) overlaps(r Range) bool {
+	for _, own := range []Range{m.Text, m.InitText, m.Data[0], m.Data[1], m.Data[2]} {
+		if own.Size != 0 && r.Size != 0 && own.Base < r.Base+r.Size && r.Base < own.Base+own.Size {
+			return true
+		}
+	}
+	return false
 }
 
 // InitTextFunction names an init function: valid even after init text is

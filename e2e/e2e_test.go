@@ -10,6 +10,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -38,6 +39,8 @@ type line struct {
 	Value      *int64 `json:"value"`
 	Message    string `json:"message"`
 	Lost       *int64 `json:"lost_records"`
+	Location   string `json:"location"`
+	Caller     string `json:"caller"`
 	Hooks      []struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
@@ -168,17 +171,19 @@ func tail(s string, n int) string {
 }
 
 // watchStep is the guest shell for one `ktracer watch --output json` run.
-func watchStep(step, command string) string {
-	flags := ""
-	if rest, ok := strings.CutPrefix(command, "--"); ok {
-		flag, cmd, _ := strings.Cut(rest, " insmod")
-		flags, command = "--"+flag, "insmod"+cmd
-	}
-	return fmt.Sprintf(`ktracer watch --output json %[3]s -- %[2]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
+func watchStep(step, flags, command string) string {
+	return fmt.Sprintf(`ktracer watch --output json %[2]s -- %[3]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
 echo "KT-OUT:%[1]s:exit:$?"
 sed 's/^/KT-OUT:%[1]s:/' /tmp/%[1]s.out
 sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
-`, step, command, flags)
+`, step, flags, command)
+}
+
+// trigger loads a module, waits for its init memory to be freed (a
+// workqueue after an RCU grace period), then writes its trigger parameter
+// from a child shell, which the oops kills if the call lands in freed code.
+func trigger(module string) string {
+	return fmt.Sprintf(`sh -c 'insmod /payload/modules/%[1]s.ko && sleep 1 && sh -c "echo 1 > /sys/module/%[1]s/parameters/trigger"; exit 0'`, module)
 }
 
 var (
@@ -192,11 +197,16 @@ func moduleGuest(t *testing.T) *guest {
 		var s strings.Builder
 		s.WriteString("set -u\n")
 		for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
-			s.WriteString(watchStep(m, "insmod /payload/modules/"+m+".ko"))
+			s.WriteString(watchStep(m, "", "insmod /payload/modules/"+m+".ko"))
 		}
 		// The same findings through the kprobe/kretprobe fallbacks.
 		s.WriteString("rmmod kt_positive\n")
-		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe insmod /payload/modules/kt_positive.ko"))
+		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "insmod /payload/modules/kt_positive.ko"))
+		// Seed incident 2 and its control. The time bomb goes last: its
+		// oops leaves the module's parameter lock held.
+		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
+		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
+		s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
 		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
 		moduleBoot = boot(t, s.String())
 	})
@@ -326,4 +336,75 @@ func TestPositiveInitReturnThroughKprobes(t *testing.T) {
 		t.Errorf("kretprobe initcall has no duration: %+v", ic)
 	}
 	checkNoLoss(t, r)
+}
+
+// Seed incident 2, caught twice: the stored pointer right after init
+// returns, and the call into freed init text when it fires.
+func TestTimebomb(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_timebomb")
+	var dangling, freed []line
+	for _, f := range r.findings() {
+		switch f.Rule {
+		case "dangling-init-pointer":
+			dangling = append(dangling, f)
+		case "freed-init-call":
+			freed = append(freed, f)
+		default:
+			t.Errorf("unexpected finding %s: %s", f.Rule, f.Message)
+		}
+	}
+	all := strings.Join(r.raw, "\n")
+	if len(dangling) != 1 {
+		t.Fatalf("want one dangling-init-pointer, got %d:\n%s", len(dangling), all)
+	}
+	if d := dangling[0]; d.Module != "kt_timebomb" || d.Location != "global_ops+0x0" || d.Function != "kt_init_helper" || d.Severity != "error" {
+		t.Errorf("dangling-init-pointer = %s %s -> %s (%s), want kt_timebomb global_ops+0x0 -> kt_init_helper (error)", d.Module, d.Location, d.Function, d.Severity)
+	}
+	if len(freed) != 1 {
+		t.Fatalf("want one freed-init-call, got %d:\n%s", len(freed), all)
+	}
+	f := freed[0]
+	if f.Module != "kt_timebomb" || f.Function != "kt_init_helper" || !strings.HasPrefix(f.Caller, "kt_trigger_set") || f.Severity != "error" {
+		t.Errorf("freed-init-call = %s %s from %s (%s), want kt_timebomb kt_init_helper from kt_trigger_set... (error)", f.Module, f.Function, f.Caller, f.Severity)
+	}
+	if f.Address == "" || f.Address != dangling[0].Address {
+		t.Errorf("the call went to %s, but the stored pointer was %s", f.Address, dangling[0].Address)
+	}
+	t.Logf("dangling: %s", dangling[0].Message)
+	t.Logf("freed call: %s", f.Message)
+	saveFixture(t, "kt_timebomb.rec", moduleGuest(t).runs["kt_timebomb-rec"])
+	checkNoLoss(t, r)
+}
+
+// The control: a stored pointer to a normal function, __init used only
+// during init. No finding at all.
+func TestInitOKIsClean(t *testing.T) {
+	r := moduleGuest(t).run(t, "kt_initok")
+	if f := r.findings(); len(f) != 0 {
+		t.Fatalf("kt_initok produced findings: %+v", f)
+	}
+	if ic := r.event("initcall"); ic == nil || ic.Module != "kt_initok" {
+		t.Fatalf("kt_initok was not traced:\n%s", strings.Join(r.raw, "\n"))
+	}
+	checkNoLoss(t, r)
+}
+
+// saveFixture writes a base64 recording the guest printed into
+// ../decoder/testdata when KT_UPDATE_FIXTURES is set, so unit tests replay
+// records captured on a real kernel.
+func saveFixture(t *testing.T, name string, r *run) {
+	if os.Getenv("KT_UPDATE_FIXTURES") == "" {
+		return
+	}
+	if r == nil {
+		t.Fatalf("no recording %s printed by the guest", name)
+	}
+	data, err := base64.StdEncoding.DecodeString(strings.Join(r.raw, ""))
+	if err != nil {
+		t.Fatalf("decode recording %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "decoder", "testdata", name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote decoder/testdata/%s (%d bytes)", name, len(data))
 }

@@ -68,6 +68,8 @@ type jsonLine struct {
 	Errno      string `json:"errno,omitempty"`
 	DurationNS *int64 `json:"duration_ns,omitempty"`
 	Symbols    *int   `json:"symbols,omitempty"`
+	Location   string `json:"location,omitempty"`
+	Caller     string `json:"caller,omitempty"`
 	Rule       string `json:"rule,omitempty"`
 	Severity   string `json:"severity,omitempty"`
 	Value      *int64 `json:"value,omitempty"`
@@ -96,6 +98,8 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		Module:   ev.Module,
 		Function: ev.Function,
 		Errno:    ev.Errno,
+		Location: ev.Location,
+		Caller:   ev.Caller,
 	}
 	if ev.Address != 0 {
 		l.Address = "0x" + strconv.FormatUint(ev.Address, 16)
@@ -106,8 +110,11 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 	case decoder.KindModuleLoad:
 		l.Symbols = &ev.Symbols
 	case decoder.KindFinding:
-		l.Rule, l.Severity, l.Message, l.Value = string(ev.Rule), ev.Severity.String(), ev.Message, &ev.Value
-		if ev.Rule != decoder.RuleSlowInit {
+		l.Rule, l.Severity, l.Message = string(ev.Rule), ev.Severity.String(), ev.Message
+		if ev.Rule.HasValue() {
+			l.Value = &ev.Value
+		}
+		if ev.Rule == decoder.RulePositiveInitReturn || ev.Rule == decoder.RuleInitFailed {
 			l.Ret = &ev.Ret
 		}
 	}

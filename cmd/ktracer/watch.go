@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +27,7 @@ type watchOptions struct {
 	strict  bool
 	verbose bool
 	methods []string
+	record  string
 }
 
 func newWatchCmd() *cobra.Command {
@@ -50,6 +53,7 @@ Without a command it runs until interrupted.`,
 	f.DurationVar(&o.linger, "linger", 200*time.Millisecond, "after the command exits, wait this long for the last events")
 	f.BoolVar(&o.strict, "strict", false, "fail when any hook cannot be attached, not only the required ones")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how each hook was attached, or why not")
+	f.StringVar(&o.record, "record", "", "also write every raw record to this file, for offline replay and bug reports")
 	f.StringSliceVar(&o.methods, "methods", nil, "attach only by these methods (raw_tracepoint, fentry, fexit, kprobe, kretprobe); default: the best each hook allows")
 	return cmd
 }
@@ -97,12 +101,29 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	an := decoder.NewAnalyzer(decoder.Config{SlowInit: o.slow})
+	var record io.Writer
+	if o.record != "" {
+		f, err := os.Create(o.record)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--record: %w", err)}
+		}
+		bw := bufio.NewWriter(f)
+		defer func() { bw.Flush(); f.Close() }()
+		record = bw
+	}
+
+	kernel := decoder.NewLazyKernelSymbols(func() (io.ReadCloser, error) { return os.Open("/proc/kallsyms") })
+	an := decoder.NewAnalyzer(decoder.Config{SlowInit: o.slow, Kernel: kernel})
 	findings := map[decoder.Severity]int{}
 	var events []decoder.Event
 	readDone := make(chan error, 1)
 	go func() {
 		readDone <- t.Read(ctx, func(raw []byte) error {
+			if record != nil {
+				if err := decoder.WriteRecording(record, raw); err != nil {
+					return fmt.Errorf("--record: %w", err)
+				}
+			}
 			var derr error
 			events, derr = an.Handle(raw, events[:0])
 			if derr != nil {
