@@ -119,8 +119,10 @@ func (a *Analyzer) announce(m *Module, r *Record, out []Event) []Event {
 	}
 	m.reported = true
 	ev := a.event(KindModuleLoad, r, m.Name)
-	ev.Address = m.InitFn
-	ev.Function = a.function(m, m.InitFn)
+	if m.InitFn != 0 {
+		ev.Address = m.InitFn
+		ev.Function = a.function(m, m.InitFn)
+	}
 	ev.Symbols = len(m.syms)
 	return append(out, ev)
 }
@@ -225,6 +227,7 @@ func (a *Analyzer) moduleDone(r *Record, out []Event) []Event {
 	}
 	if m != nil {
 		m.live = true
+		out = a.announce(m, r, out) // a module without an init function
 	}
 	ev := a.event(KindModuleLive, r, name)
 	ev.Ret = d.Ret
@@ -255,16 +258,30 @@ func (a *Analyzer) initPointer(r *Record, out []Event) []Event {
 		a.stats.UnattributedInitPointers++
 		return out
 	}
-	obj, objOff, ok := m.DataObject(p.Where)
-	fn, fnOff, fnOK := m.InitTextFunction(p.Value)
-	if !ok || obj == "__this_module" || !fnOK || fnOff != 0 {
-		a.stats.UnattributedInitPointers++
-		return out
-	}
 	ev := a.event(KindFinding, r, m.Name)
-	ev.Function = fn
 	ev.Address = p.Value
-	ev.Location = obj + "+0x" + strconv.FormatUint(objOff, 16)
+	ev.Location = "0x" + strconv.FormatUint(p.Where, 16)
+	obj, objOff, inObject := m.DataObject(p.Where)
+	if inObject {
+		ev.Location = obj + "+0x" + strconv.FormatUint(objOff, 16)
+	}
+	fn, fnOff, fnOK := m.InitTextFunction(p.Value)
+	if fnOK {
+		ev.Function = symbolString(fn, fnOff)
+	}
+	switch {
+	case !inObject:
+		ev.Reason = "not inside a named data object"
+	case obj == "__this_module":
+		ev.Reason = "inside struct module"
+	case !fnOK || fnOff != 0:
+		ev.Reason = "not the start of an init function"
+	}
+	if ev.Reason != "" {
+		a.stats.UnattributedInitPointers++
+		ev.Kind = KindInitPointerIgnored
+		return append(out, ev)
+	}
 	return append(out, finding(ev, RuleDanglingInitPointer, 0, fmt.Sprintf(
 		"%s holds a pointer to %s, an __init function of %s; init memory is freed now that init has returned, so a later call through it jumps into freed memory: remove __init from %s, or do not keep the pointer",
 		ev.Location, fn, m.Name, fn)))

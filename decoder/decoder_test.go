@@ -299,3 +299,19 @@ func TestSeverity(t *testing.T) {
 }
 
 func sizeOf[T any](v T) uintptr { return unsafe.Sizeof(v) }
+
+// A module without an init function is still announced, once.
+func TestModuleWithoutInitIsAnnounced(t *testing.T) {
+	a := NewAnalyzer(Config{})
+	var e bpf.KtModuleLoadEvent
+	var r Record
+	if err := Decode(loadRecord("kt_lib", 6), &r); err != nil {
+		t.Fatal(err)
+	}
+	e = r.ModuleLoad
+	e.InitFn = 0
+	evs := run(t, a, Encode(&e), doneRecord(6, 0, "kt_lib"))
+	if len(evs) != 2 || evs[0].Kind != KindModuleLoad || evs[0].Module != "kt_lib" || evs[0].Function != "" || evs[1].Kind != KindModuleLive {
+		t.Fatalf("events %+v", evs)
+	}
+}

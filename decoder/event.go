@@ -17,6 +17,9 @@ const (
 	KindModuleInitFailed Kind = "module_init_failed" // do_init_module failed; module freed
 	KindModuleFree       Kind = "module_free"        // module memory released
 	KindFinding          Kind = "finding"            // a rule was broken
+	// A word pointing into init text that is not reported, and why; shown
+	// with --verbose so a missed time bomb can be told from noise.
+	KindInitPointerIgnored Kind = "init_pointer_ignored"
 )
 
 // Severity orders findings; --fail-on compares against it.
@@ -92,6 +95,7 @@ type Event struct {
 	Symbols  int    // module_load: symbols captured
 	Location string // dangling-init-pointer: the data holding it, e.g. global_ops+0x0
 	Caller   string // freed-init-call: the return address, symbolized
+	Reason   string // init_pointer_ignored: why it is not a finding
 
 	// Findings only.
 	Rule     Rule

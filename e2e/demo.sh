@@ -3,7 +3,7 @@
 for m in kt_good kt_positive kt_slow kt_enodev; do
 	echo "KT-OUT:"
 	echo "KT-OUT:\$ ktracer watch -- insmod $m.ko"
-	ktracer watch -- insmod /payload/modules/$m.ko >/tmp/demo.out 2>&1
+	ktracer watch -- /payload/bin/insmod /payload/modules/$m.ko >/tmp/demo.out 2>&1
 	st=$?
 	sed 's/^/KT-OUT:/' /tmp/demo.out
 	echo "KT-OUT:(exit status $st)"

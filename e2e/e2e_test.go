@@ -39,6 +39,8 @@ type line struct {
 	Value      *int64 `json:"value"`
 	Message    string `json:"message"`
 	Lost       *int64 `json:"lost_records"`
+	Corrupt    int64  `json:"corrupt_records"`
+	Ignored    int64  `json:"ignored_init_pointers"`
 	Location   string `json:"location"`
 	Caller     string `json:"caller"`
 	Hooks      []struct {
@@ -60,6 +62,16 @@ func (r *run) findings() []line {
 	var out []line
 	for _, l := range r.lines {
 		if l.Event == "finding" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (r *run) findingsOf(rule string) []line {
+	var out []line
+	for _, l := range r.findings() {
+		if l.Rule == rule {
 			out = append(out, l)
 		}
 	}
@@ -98,17 +110,23 @@ func buildPayload(t *testing.T) string {
 
 // boot runs script in the VM. Each step the script runs must print its
 // output as "KT-OUT:<step>:<line>" and its status as "KT-OUT:<step>:exit:<n>".
-func boot(t *testing.T, script string, extraArgs ...string) *guest {
+// addToPayload, when set, adds files to the payload directory.
+func boot(t *testing.T, script string, addToPayload func(dir string) error, extraArgs ...string) *guest {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(*vmDir, "vmlinuz")); err != nil {
 		t.Fatalf("no VM kernel in %s (run e2e/vm/setup.sh, or make test): %v", *vmDir, err)
 	}
 	payload := buildPayload(t)
+	if addToPayload != nil {
+		if err := addToPayload(payload); err != nil {
+			t.Fatalf("prepare payload: %v", err)
+		}
+	}
 	scriptPath := filepath.Join(t.TempDir(), "guest.sh")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--vmdir", *vmDir, "--payload", payload, "--script", scriptPath, "--timeout", "300"}, extraArgs...)
+	args := append([]string{"--vmdir", *vmDir, "--payload", payload, "--script", scriptPath}, extraArgs...)
 	start := time.Now()
 	cmd := exec.Command("./vm/run.sh", args...)
 	var stdout, stderr bytes.Buffer
@@ -183,7 +201,7 @@ sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
 // workqueue after an RCU grace period), then writes its trigger parameter
 // from a child shell, which the oops kills if the call lands in freed code.
 func trigger(module string) string {
-	return fmt.Sprintf(`sh -c 'insmod /payload/modules/%[1]s.ko && sleep 1 && sh -c "echo 1 > /sys/module/%[1]s/parameters/trigger"; exit 0'`, module)
+	return fmt.Sprintf(`sh -c '/payload/bin/insmod /payload/modules/%[1]s.ko && sleep 1 && sh -c "echo 1 > /sys/module/%[1]s/parameters/trigger"; exit 0'`, module)
 }
 
 var (
@@ -197,18 +215,18 @@ func moduleGuest(t *testing.T) *guest {
 		var s strings.Builder
 		s.WriteString("set -u\n")
 		for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
-			s.WriteString(watchStep(m, "", "insmod /payload/modules/"+m+".ko"))
+			s.WriteString(watchStep(m, "", "/payload/bin/insmod /payload/modules/"+m+".ko"))
 		}
 		// The same findings through the kprobe/kretprobe fallbacks.
-		s.WriteString("rmmod kt_positive\n")
-		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "insmod /payload/modules/kt_positive.ko"))
+		s.WriteString("/payload/bin/rmmod kt_positive\n")
+		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "/payload/bin/insmod /payload/modules/kt_positive.ko"))
 		// Seed incident 2 and its control. The time bomb goes last: its
 		// oops leaves the module's parameter lock held.
 		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
 		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
 		s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
 		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
-		moduleBoot = boot(t, s.String())
+		moduleBoot = boot(t, s.String(), nil, "--timeout", "300")
 	})
 	if moduleBoot == nil {
 		t.Fatal("module VM boot failed (see the first test's log)")

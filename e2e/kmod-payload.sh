@@ -6,7 +6,9 @@
 # fails, so a module whose init fails runs its init twice; the kmod tools
 # driver developers really use do not. The libraries go to PAYLOAD/lib and
 # each tool is a wrapper that runs kmod through the dynamic loader there,
-# since the guest has no /lib.
+# since the guest has no /lib. Guest scripts must call them by absolute path
+# (/payload/bin/insmod): busybox's shell and timeout run their own applets
+# in preference to PATH.
 set -euo pipefail
 P=${1:?usage: kmod-payload.sh PAYLOAD}
 KMOD=$(readlink -f "$(command -v kmod || echo /usr/bin/kmod)")

@@ -29,6 +29,9 @@ type Summary struct {
 	Findings    map[decoder.Severity]int
 	Lost        uint64 // records the kernel dropped: ring buffer full
 	Corrupt     uint64 // records that failed to decode
+	// Words pointing into init text that the scan found but that are not
+	// function pointers held in a named data object, so not reported.
+	IgnoredInitPointers uint64
 }
 
 // Writer presents a stream of events.
@@ -70,6 +73,7 @@ type jsonLine struct {
 	Symbols    *int   `json:"symbols,omitempty"`
 	Location   string `json:"location,omitempty"`
 	Caller     string `json:"caller,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 	Rule       string `json:"rule,omitempty"`
 	Severity   string `json:"severity,omitempty"`
 	Value      *int64 `json:"value,omitempty"`
@@ -100,6 +104,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		Errno:    ev.Errno,
 		Location: ev.Location,
 		Caller:   ev.Caller,
+		Reason:   ev.Reason,
 	}
 	if ev.Address != 0 {
 		l.Address = "0x" + strconv.FormatUint(ev.Address, 16)
@@ -133,7 +138,8 @@ func (j *jsonWriter) Summary(s Summary) error {
 		Findings    map[string]int `json:"findings"`
 		Lost        uint64         `json:"lost_records"`
 		Corrupt     uint64         `json:"corrupt_records"`
-	}{"summary", s.ModuleInits, s.FailedInits, severityCounts(s.Findings), s.Lost, s.Corrupt})
+		Ignored     uint64         `json:"ignored_init_pointers"`
+	}{"summary", s.ModuleInits, s.FailedInits, severityCounts(s.Findings), s.Lost, s.Corrupt, s.IgnoredInitPointers})
 }
 
 func severityCounts(m map[decoder.Severity]int) map[string]int {
@@ -186,6 +192,8 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 		_, err = fmt.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
 	case decoder.KindFinding:
 		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+	case decoder.KindInitPointerIgnored:
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
 	}
 	return err
 }

@@ -130,8 +130,13 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 				fmt.Fprintln(os.Stderr, "ktracer: skipped record:", derr)
 			}
 			for i := range events {
-				if events[i].Kind == decoder.KindFinding {
+				switch events[i].Kind {
+				case decoder.KindFinding:
 					findings[events[i].Severity]++
+				case decoder.KindInitPointerIgnored:
+					if !o.verbose {
+						continue
+					}
 				}
 				if err := out.Write(&events[i]); err != nil {
 					return err
@@ -171,7 +176,7 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 	}
 	if err := out.Summary(export.Summary{
 		ModuleInits: st.ModuleInits, FailedInits: st.FailedInits, Findings: findings,
-		Lost: counters.Lost, Corrupt: st.Corrupt,
+		Lost: counters.Lost, Corrupt: st.Corrupt, IgnoredInitPointers: st.UnattributedInitPointers,
 	}); err != nil {
 		return err
 	}
