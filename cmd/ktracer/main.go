@@ -34,6 +34,10 @@ const (
 	exitFailure  = 2 // ktracer could not run: bad flags, unsupported kernel
 )
 
+// commands are the subcommands; each file adds its own in an init function,
+// so subcommands can be added without touching this file.
+var commands = []func() *cobra.Command{newVersionCmd}
+
 func main() {
 	root := &cobra.Command{
 		Use:           "ktracer",
@@ -41,7 +45,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newWatchCmd(), newVersionCmd())
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd())
+	}
 	err := root.Execute()
 	if err == nil {
 		return

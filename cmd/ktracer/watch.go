@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,15 +18,14 @@ import (
 )
 
 type watchOptions struct {
-	output  string
-	failOn  string
-	slow    time.Duration
-	linger  time.Duration
-	strict  bool
-	verbose bool
-	methods []string
-	record  string
+	traceOptions
+	output string
+	failOn string
+	slow   time.Duration
+	linger time.Duration
 }
+
+func init() { commands = append(commands, newWatchCmd) }
 
 func newWatchCmd() *cobra.Command {
 	var o watchOptions
@@ -51,10 +48,7 @@ Without a command it runs until interrupted.`,
 	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding at or above this severity is seen: info, warning or error")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "init duration above which slow-init is reported")
 	f.DurationVar(&o.linger, "linger", 200*time.Millisecond, "after the command exits, wait this long for the last events")
-	f.BoolVar(&o.strict, "strict", false, "fail when any hook cannot be attached, not only the required ones")
-	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how each hook was attached, or why not")
-	f.StringVar(&o.record, "record", "", "also write every raw record to this file, for offline replay and bug reports")
-	f.StringSliceVar(&o.methods, "methods", nil, "attach only by these methods (raw_tracepoint, fentry, fexit, kprobe, kretprobe); default: the best each hook allows")
+	addTraceFlags(f, &o.traceOptions)
 	return cmd
 }
 
@@ -74,77 +68,20 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 		return &exitError{exitFailure, fmt.Errorf("put the command after --: ktracer watch [flags] -- %s", args[0])}
 	}
 
-	topts := tracer.Options{Strict: o.strict}
-	for _, m := range o.methods {
-		method, err := tracer.ParseMethod(m)
-		if err != nil {
-			return &exitError{exitFailure, fmt.Errorf("--methods: %w", err)}
-		}
-		topts.Methods = append(topts.Methods, method)
-	}
-	t, err := tracer.New(topts)
+	s, err := newSession(o.traceOptions, decoder.Config{SlowInit: o.slow})
 	if err != nil {
-		var ue *tracer.UnsupportedError
-		if errors.As(err, &ue) && o.verbose && ue.Hooks != nil {
-			fmt.Fprint(os.Stderr, tracer.Describe(ue.Hooks))
-		}
-		return &exitError{exitFailure, err}
-	}
-	defer t.Close()
-	if o.verbose {
-		fmt.Fprint(os.Stderr, tracer.Describe(t.Hooks()))
-	}
-	if err := out.Attached(exportHooks(t.Hooks())); err != nil {
 		return err
 	}
+	defer s.close()
+	if err := out.Attached(s.hooks()); err != nil {
+		return err
+	}
+	s.addSink(out.Write)
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	var record io.Writer
-	if o.record != "" {
-		f, err := os.Create(o.record)
-		if err != nil {
-			return &exitError{exitFailure, fmt.Errorf("--record: %w", err)}
-		}
-		bw := bufio.NewWriter(f)
-		defer func() { bw.Flush(); f.Close() }()
-		record = bw
-	}
-
-	kernel := decoder.NewLazyKernelSymbols(func() (io.ReadCloser, error) { return os.Open("/proc/kallsyms") })
-	an := decoder.NewAnalyzer(decoder.Config{SlowInit: o.slow, Kernel: kernel})
-	findings := map[decoder.Severity]int{}
-	var events []decoder.Event
 	readDone := make(chan error, 1)
-	go func() {
-		readDone <- t.Read(ctx, func(raw []byte) error {
-			if record != nil {
-				if err := decoder.WriteRecording(record, raw); err != nil {
-					return fmt.Errorf("--record: %w", err)
-				}
-			}
-			var derr error
-			events, derr = an.Handle(raw, events[:0])
-			if derr != nil {
-				fmt.Fprintln(os.Stderr, "ktracer: skipped record:", derr)
-			}
-			for i := range events {
-				switch events[i].Kind {
-				case decoder.KindFinding:
-					findings[events[i].Severity]++
-				case decoder.KindInitPointerIgnored:
-					if !o.verbose {
-						continue
-					}
-				}
-				if err := out.Write(&events[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}()
+	go func() { readDone <- s.run(ctx) }()
 
 	status := 0
 	if len(args) > 0 {
@@ -161,7 +98,7 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 		case <-time.After(o.linger):
 		case <-ctx.Done():
 		}
-		if err := t.Drain(); err != nil {
+		if err := s.t.Drain(); err != nil {
 			return err
 		}
 	}
@@ -169,27 +106,21 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 		return err
 	}
 
-	st := an.Stats()
-	counters, err := t.Counters()
+	sum, err := s.summary()
 	if err != nil {
 		return err
 	}
-	if err := out.Summary(export.Summary{
-		ModuleInits: st.ModuleInits, FailedInits: st.FailedInits, Findings: findings,
-		Lost: counters.Lost, Corrupt: st.Corrupt, IgnoredInitPointers: st.UnattributedInitPointers,
-	}); err != nil {
+	if err := out.Summary(sum); err != nil {
 		return err
 	}
-	if counters.Lost > 0 {
-		fmt.Fprintf(os.Stderr, "ktracer: %d records were lost because the ring buffer was full; findings may be missing\n", counters.Lost)
+	if sum.Lost > 0 {
+		fmt.Fprintf(os.Stderr, "ktracer: %d records were lost because the ring buffer was full; findings may be missing\n", sum.Lost)
 	}
 	if status != 0 {
 		return &exitError{code: status}
 	}
-	for sev, n := range findings {
-		if n > 0 && sev >= failOn {
-			return &exitError{code: exitFindings}
-		}
+	if s.worstAtLeast(failOn) {
+		return &exitError{code: exitFindings}
 	}
 	return nil
 }
@@ -217,15 +148,4 @@ func runCommand(ctx context.Context, args []string) (int, error) {
 		return ee.ExitCode(), nil
 	}
 	return 0, fmt.Errorf("run %s: %w", args[0], err)
-}
-
-func exportHooks(hs []tracer.HookStatus) []export.Hook {
-	out := make([]export.Hook, len(hs))
-	for i, h := range hs {
-		out[i] = export.Hook{Name: h.Hook, Attached: h.Attached, Method: string(h.Method), Target: h.Target}
-		if h.Err != nil {
-			out[i].Error = h.Err.Error()
-		}
-	}
-	return out
 }
