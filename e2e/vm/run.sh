@@ -14,6 +14,13 @@
 #                  /lib/modules/KVER so `modprobe NAME` works in the guest
 #   --log FILE     also save the console output (CRs stripped) to FILE
 #   --accel tcg|kvm  default tcg, or $KT_VM_ACCEL (kvm uses -cpu host)
+#   --reboot       let a guest reboot or panic restart the guest in the same
+#                  QEMU process (RAM kept: pstore survives); guest.sh runs on
+#                  every boot and must tell the boots apart
+#   --hostfwd SPEC user networking with hostfwd=SPEC (repeatable), e.g.
+#                  tcp:127.0.0.1:19100-:9100; needs --kmod virtio_pci --kmod
+#                  virtio_net and, in the guest, modprobe virtio_pci virtio_net;
+#                  ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
 #
 # Guest environment: proc, sysfs, devtmpfs, debugfs (/sys/kernel/debug),
 # tracefs (/sys/kernel/tracing), bpffs (/sys/fs/bpf), cgroup2
@@ -45,7 +52,7 @@ PROG=run.sh
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 die() { echo "$PROG: $*" >&2; exit 2; }
 
-VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 LOG='' KMODS=()
+VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 LOG='' KMODS=() REBOOT='' HOSTFWD=()
 ACCEL=${KT_VM_ACCEL:-tcg}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -57,6 +64,8 @@ while [ $# -gt 0 ]; do
 	--mem) MEM=$2; shift 2 ;;
 	--kmod) KMODS+=("$2"); shift 2 ;;
 	--log) LOG=$2; shift 2 ;;
+	--reboot) REBOOT=1; shift ;;
+	--hostfwd) HOSTFWD+=("$2"); shift 2 ;;
 	--accel) ACCEL=$2; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "$PROG: unknown argument $1" >&2; usage ;;
@@ -66,6 +75,7 @@ done
 [ -s "$VMDIR/vmlinuz" ] && [ -s "$VMDIR/KVER" ] || die "$VMDIR has no vmlinuz/KVER: run e2e/vm/setup.sh $VMDIR first"
 [ -f "$SCRIPT" ] || die "no guest script $SCRIPT"
 [ -z "$PAYLOAD" ] || [ -d "$PAYLOAD" ] || die "payload $PAYLOAD is not a directory"
+VMDIR=$(cd "$VMDIR" && pwd)
 KVER=$(cat "$VMDIR/KVER")
 BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || BUSYBOX=/bin/busybox
@@ -170,10 +180,25 @@ CMDLINE="console=ttyS0 panic=-1 panic_on_oops=0 quiet loglevel=1 rdinit=/init $A
 echo "$PROG: booting $KVER (accel $ACCEL, timeout ${TIMEOUT}s): $CMDLINE" >&2
 OUT=$WORK/console.log
 T0=$(date +%s.%N)
+# --reboot: a guest reboot (or a panic, with panic=-1) restarts the guest in
+# the same QEMU process, RAM kept (pstore/ramoops survives); guest.sh runs
+# again on the new boot and must tell the boots apart itself.
+REBOOTOPT=-no-reboot
+[ -z "$REBOOT" ] || REBOOTOPT=
+# --hostfwd tcp:127.0.0.1:HOSTPORT-:GUESTPORT: user networking with a virtio
+# NIC; the guest needs the virtio_net module (--kmod virtio_net) and an
+# address (10.0.2.15/24, the user-mode default).
+NIC=(-nic none)
+if [ ${#HOSTFWD[@]} -gt 0 ]; then
+	opt=user,model=virtio-net-pci
+	for f in "${HOSTFWD[@]}"; do opt+=",hostfwd=$f"; done
+	NIC=(-nic "$opt")
+fi
 set +e
+# shellcheck disable=SC2086
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
 	-machine q35 -accel "$ACCEL" -cpu "$CPU" -m "$MEM" -smp 2 \
-	-display none -vga none -monitor none -serial stdio -no-reboot -nic none \
+	-display none -vga none -monitor none -serial stdio $REBOOTOPT "${NIC[@]}" \
 	-kernel "$VMDIR/vmlinuz" -initrd "$WORK/initrd.gz" \
 	-append "$CMDLINE" </dev/null | tr -d '\r' | tee "$OUT"
 rc=("${PIPESTATUS[@]}")
