@@ -13,6 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type KtAddrParam uint32
+
+const (
+	KtAddrParamPARAM_VMEMMAP_BASE      KtAddrParam = 0
+	KtAddrParamPARAM_KEXEC_CRASH_IMAGE KtAddrParam = 1
+	KtAddrParamPARAM_MAX               KtAddrParam = 4
+)
+
+type KtBadPageEvent struct {
+	_      structs.HostLayout
+	Hdr    KtEventHeader
+	Page   uint64
+	Pfn    uint64
+	Flags  uint64
+	Caller uint64
+	Stack  [8]uint64
+	Reason [48]int8
+	Comm   [16]int8
+}
+
 type KtCounter uint32
 
 const (
@@ -20,6 +40,13 @@ const (
 	KtCounterCOUNTER_SCAN_TRUNCATED KtCounter = 1
 	KtCounterCOUNTER_MAX            KtCounter = 2
 )
+
+type KtCrashEvent struct {
+	_                 structs.HostLayout
+	Hdr               KtEventHeader
+	CrashKernelLoaded uint32
+	Pad               uint32
+}
 
 type KtEventHeader struct {
 	_    structs.HostLayout
@@ -34,14 +61,20 @@ type KtEventHeader struct {
 type KtEventType uint32
 
 const (
-	KtEventTypeEVENT_MODULE_LOAD      KtEventType = 1
-	KtEventTypeEVENT_MODULE_SYMBOL    KtEventType = 2
-	KtEventTypeEVENT_INITCALL_START   KtEventType = 3
-	KtEventTypeEVENT_INITCALL_FINISH  KtEventType = 4
-	KtEventTypeEVENT_MODULE_INIT_DONE KtEventType = 5
-	KtEventTypeEVENT_MODULE_FREE      KtEventType = 6
-	KtEventTypeEVENT_INIT_POINTER     KtEventType = 7
-	KtEventTypeEVENT_EXEC_FAULT       KtEventType = 8
+	KtEventTypeEVENT_MODULE_LOAD       KtEventType = 1
+	KtEventTypeEVENT_MODULE_SYMBOL     KtEventType = 2
+	KtEventTypeEVENT_INITCALL_START    KtEventType = 3
+	KtEventTypeEVENT_INITCALL_FINISH   KtEventType = 4
+	KtEventTypeEVENT_MODULE_INIT_DONE  KtEventType = 5
+	KtEventTypeEVENT_MODULE_FREE       KtEventType = 6
+	KtEventTypeEVENT_INIT_POINTER      KtEventType = 7
+	KtEventTypeEVENT_EXEC_FAULT        KtEventType = 8
+	KtEventTypeEVENT_OOPS              KtEventType = 9
+	KtEventTypeEVENT_WARNING           KtEventType = 10
+	KtEventTypeEVENT_BAD_PAGE          KtEventType = 11
+	KtEventTypeEVENT_PANIC             KtEventType = 12
+	KtEventTypeEVENT_CRASH_KEXEC       KtEventType = 13
+	KtEventTypeEVENT_EMERGENCY_RESTART KtEventType = 14
 )
 
 type KtExecFaultEvent struct {
@@ -138,6 +171,36 @@ type KtModuleSymbolEvent struct {
 	Name   [128]int8
 }
 
+type KtOopsEvent struct {
+	_         structs.HostLayout
+	Hdr       KtEventHeader
+	Ip        uint64
+	Address   uint64
+	ErrorCode uint64
+	Caller    uint64
+	Kind      uint32
+	Pad       uint32
+	What      [32]int8
+	Comm      [16]int8
+}
+
+type KtOopsKind uint32
+
+const (
+	KtOopsKindOOPS_PAGE_FAULT KtOopsKind = 1
+	KtOopsKindOOPS_TRAP       KtOopsKind = 2
+	KtOopsKindOOPS_GP         KtOopsKind = 3
+)
+
+type KtPanicEvent struct {
+	_    structs.HostLayout
+	Hdr  KtEventHeader
+	Args [5]uint64
+	Fmt  [128]int8
+	Str  [2][64]int8
+	Comm [16]int8
+}
+
 type KtScanState struct {
 	_          structs.HostLayout
 	Module     uint64
@@ -151,6 +214,16 @@ type KtScanState struct {
 	Words      [1024]uint64
 }
 
+type KtWarningEvent struct {
+	_      structs.HostLayout
+	Hdr    KtEventHeader
+	Caller uint64
+	Line   uint32
+	Taint  uint32
+	File   [96]int8
+	Comm   [16]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -159,7 +232,11 @@ const (
 	KtMapEvents                   = "events"
 	KtMapInitcallStarts           = "initcall_starts"
 	KtMapLoading                  = "loading"
+	KtMapParams                   = "params"
 	KtMapScanBufs                 = "scan_bufs"
+	KtProgBadPageKprobe           = "bad_page_kprobe"
+	KtProgCrashKexecKprobe        = "crash_kexec_kprobe"
+	KtProgEmergencyRestartKprobe  = "emergency_restart_kprobe"
 	KtProgExecFaultOopsKprobe     = "exec_fault_oops_kprobe"
 	KtProgExecFaultRawTp          = "exec_fault_raw_tp"
 	KtProgInitcallFinishKretprobe = "initcall_finish_kretprobe"
@@ -172,7 +249,19 @@ const (
 	KtProgModuleFreeRawTp         = "module_free_raw_tp"
 	KtProgModuleLoadKprobe        = "module_load_kprobe"
 	KtProgModuleLoadRawTp         = "module_load_raw_tp"
+	KtProgOopsFaultFentry         = "oops_fault_fentry"
+	KtProgOopsFaultKprobe         = "oops_fault_kprobe"
+	KtProgOopsGpFentry            = "oops_gp_fentry"
+	KtProgOopsGpKprobe            = "oops_gp_kprobe"
+	KtProgOopsTrapFentry          = "oops_trap_fentry"
+	KtProgOopsTrapKprobe          = "oops_trap_kprobe"
+	KtProgPanicKprobe             = "panic_kprobe"
+	KtProgWarningFentry           = "warning_fentry"
+	KtProgWarningKprobe           = "warning_kprobe"
+	KtVarUnusedAddrParam          = "unused_addr_param"
+	KtVarUnusedBadPageEvent       = "unused_bad_page_event"
 	KtVarUnusedCounter            = "unused_counter"
+	KtVarUnusedCrashEvent         = "unused_crash_event"
 	KtVarUnusedEventHeader        = "unused_event_header"
 	KtVarUnusedEventType          = "unused_event_type"
 	KtVarUnusedExecFaultEvent     = "unused_exec_fault_event"
@@ -183,6 +272,10 @@ const (
 	KtVarUnusedModuleFreeEvent    = "unused_module_free_event"
 	KtVarUnusedModuleLoadEvent    = "unused_module_load_event"
 	KtVarUnusedModuleSymbolEvent  = "unused_module_symbol_event"
+	KtVarUnusedOopsEvent          = "unused_oops_event"
+	KtVarUnusedOopsKind           = "unused_oops_kind"
+	KtVarUnusedPanicEvent         = "unused_panic_event"
+	KtVarUnusedWarningEvent       = "unused_warning_event"
 )
 
 // LoadKt returns the embedded CollectionSpec for Kt.
@@ -227,6 +320,9 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
+	BadPageKprobe           *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe        *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe  *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
 	ExecFaultOopsKprobe     *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp          *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
@@ -239,6 +335,15 @@ type KtProgramSpecs struct {
 	ModuleFreeRawTp         *ebpf.ProgramSpec `ebpf:"module_free_raw_tp"`
 	ModuleLoadKprobe        *ebpf.ProgramSpec `ebpf:"module_load_kprobe"`
 	ModuleLoadRawTp         *ebpf.ProgramSpec `ebpf:"module_load_raw_tp"`
+	OopsFaultFentry         *ebpf.ProgramSpec `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe         *ebpf.ProgramSpec `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry            *ebpf.ProgramSpec `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe            *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry          *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe          *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
+	PanicKprobe             *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
+	WarningFentry           *ebpf.ProgramSpec `ebpf:"warning_fentry"`
+	WarningKprobe           *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
 }
 
 // KtMapSpecs contains maps before they are loaded into the kernel.
@@ -249,6 +354,7 @@ type KtMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	InitcallStarts *ebpf.MapSpec `ebpf:"initcall_starts"`
 	Loading        *ebpf.MapSpec `ebpf:"loading"`
+	Params         *ebpf.MapSpec `ebpf:"params"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
@@ -256,7 +362,10 @@ type KtMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtVariableSpecs struct {
+	UnusedAddrParam         *ebpf.VariableSpec `ebpf:"unused_addr_param"`
+	UnusedBadPageEvent      *ebpf.VariableSpec `ebpf:"unused_bad_page_event"`
 	UnusedCounter           *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedCrashEvent        *ebpf.VariableSpec `ebpf:"unused_crash_event"`
 	UnusedEventHeader       *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedEventType         *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecFaultEvent    *ebpf.VariableSpec `ebpf:"unused_exec_fault_event"`
@@ -267,6 +376,10 @@ type KtVariableSpecs struct {
 	UnusedModuleFreeEvent   *ebpf.VariableSpec `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.VariableSpec `ebpf:"unused_module_load_event"`
 	UnusedModuleSymbolEvent *ebpf.VariableSpec `ebpf:"unused_module_symbol_event"`
+	UnusedOopsEvent         *ebpf.VariableSpec `ebpf:"unused_oops_event"`
+	UnusedOopsKind          *ebpf.VariableSpec `ebpf:"unused_oops_kind"`
+	UnusedPanicEvent        *ebpf.VariableSpec `ebpf:"unused_panic_event"`
+	UnusedWarningEvent      *ebpf.VariableSpec `ebpf:"unused_warning_event"`
 }
 
 // KtObjects contains all objects after they have been loaded into the kernel.
@@ -293,6 +406,7 @@ type KtMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	InitcallStarts *ebpf.Map `ebpf:"initcall_starts"`
 	Loading        *ebpf.Map `ebpf:"loading"`
+	Params         *ebpf.Map `ebpf:"params"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
@@ -302,6 +416,7 @@ func (m *KtMaps) Close() error {
 		m.Events,
 		m.InitcallStarts,
 		m.Loading,
+		m.Params,
 		m.ScanBufs,
 	)
 }
@@ -310,7 +425,10 @@ func (m *KtMaps) Close() error {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtVariables struct {
+	UnusedAddrParam         *ebpf.Variable `ebpf:"unused_addr_param"`
+	UnusedBadPageEvent      *ebpf.Variable `ebpf:"unused_bad_page_event"`
 	UnusedCounter           *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedCrashEvent        *ebpf.Variable `ebpf:"unused_crash_event"`
 	UnusedEventHeader       *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedEventType         *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecFaultEvent    *ebpf.Variable `ebpf:"unused_exec_fault_event"`
@@ -321,12 +439,19 @@ type KtVariables struct {
 	UnusedModuleFreeEvent   *ebpf.Variable `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.Variable `ebpf:"unused_module_load_event"`
 	UnusedModuleSymbolEvent *ebpf.Variable `ebpf:"unused_module_symbol_event"`
+	UnusedOopsEvent         *ebpf.Variable `ebpf:"unused_oops_event"`
+	UnusedOopsKind          *ebpf.Variable `ebpf:"unused_oops_kind"`
+	UnusedPanicEvent        *ebpf.Variable `ebpf:"unused_panic_event"`
+	UnusedWarningEvent      *ebpf.Variable `ebpf:"unused_warning_event"`
 }
 
 // KtPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
+	BadPageKprobe           *ebpf.Program `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe        *ebpf.Program `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe  *ebpf.Program `ebpf:"emergency_restart_kprobe"`
 	ExecFaultOopsKprobe     *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp          *ebpf.Program `ebpf:"exec_fault_raw_tp"`
 	InitcallFinishKretprobe *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
@@ -339,10 +464,22 @@ type KtPrograms struct {
 	ModuleFreeRawTp         *ebpf.Program `ebpf:"module_free_raw_tp"`
 	ModuleLoadKprobe        *ebpf.Program `ebpf:"module_load_kprobe"`
 	ModuleLoadRawTp         *ebpf.Program `ebpf:"module_load_raw_tp"`
+	OopsFaultFentry         *ebpf.Program `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe         *ebpf.Program `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry            *ebpf.Program `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe            *ebpf.Program `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry          *ebpf.Program `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe          *ebpf.Program `ebpf:"oops_trap_kprobe"`
+	PanicKprobe             *ebpf.Program `ebpf:"panic_kprobe"`
+	WarningFentry           *ebpf.Program `ebpf:"warning_fentry"`
+	WarningKprobe           *ebpf.Program `ebpf:"warning_kprobe"`
 }
 
 func (p *KtPrograms) Close() error {
 	return _KtClose(
+		p.BadPageKprobe,
+		p.CrashKexecKprobe,
+		p.EmergencyRestartKprobe,
 		p.ExecFaultOopsKprobe,
 		p.ExecFaultRawTp,
 		p.InitcallFinishKretprobe,
@@ -355,6 +492,15 @@ func (p *KtPrograms) Close() error {
 		p.ModuleFreeRawTp,
 		p.ModuleLoadKprobe,
 		p.ModuleLoadRawTp,
+		p.OopsFaultFentry,
+		p.OopsFaultKprobe,
+		p.OopsGpFentry,
+		p.OopsGpKprobe,
+		p.OopsTrapFentry,
+		p.OopsTrapKprobe,
+		p.PanicKprobe,
+		p.WarningFentry,
+		p.WarningKprobe,
 	)
 }
 

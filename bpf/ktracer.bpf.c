@@ -31,6 +31,14 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* Kernel addresses user space looked up in kallsyms: enum addr_param. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PARAM_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} params SEC(".maps");
+
 struct initcall_start_val {
 	__u64 ts;
 	__u64 func;
@@ -64,6 +72,13 @@ const struct exec_fault_event *unused_exec_fault_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum hook_method *unused_hook_method __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const struct oops_event *unused_oops_event __attribute__((unused));
+const struct warning_event *unused_warning_event __attribute__((unused));
+const struct bad_page_event *unused_bad_page_event __attribute__((unused));
+const struct panic_event *unused_panic_event __attribute__((unused));
+const struct crash_event *unused_crash_event __attribute__((unused));
+const enum oops_kind *unused_oops_kind __attribute__((unused));
+const enum addr_param *unused_addr_param __attribute__((unused));
 
 /* struct module before 6.4 kept init and core memory in two layouts. */
 struct module_layout___pre64 {
@@ -536,4 +551,197 @@ int BPF_KPROBE(exec_fault_oops_kprobe, struct pt_regs *regs, unsigned long error
 	if (!(error_code & X86_PF_INSTR))
 		return 0;
 	return on_exec_fault(address, regs, error_code);
+}
+
+/* ---- panic path: oops, WARN, bad page, panic, crash kexec ------------------ */
+
+static __always_inline __u64 param(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&params, &which);
+
+	return v ? *v : 0;
+}
+
+static __always_inline __u64 stack_word(struct pt_regs *regs)
+{
+	__u64 sp = BPF_CORE_READ(regs, sp), w = 0;
+
+	bpf_probe_read_kernel(&w, sizeof(w), (void *)sp);
+	return w;
+}
+
+static __always_inline int on_oops(__u32 kind, const char *what, struct pt_regs *regs, __u64 err, __u64 address)
+{
+	struct oops_event *e = reserve_event(struct oops_event, EVENT_OOPS);
+
+	if (!e)
+		return 0;
+	e->ip = regs ? BPF_CORE_READ(regs, ip) : 0;
+	e->address = address;
+	e->error_code = err;
+	e->caller = regs ? stack_word(regs) : 0;
+	e->kind = kind;
+	e->pad = 0;
+	e->what[0] = 0;
+	if (what)
+		bpf_probe_read_kernel_str(e->what, sizeof(e->what), what);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry/page_fault_oops")
+int BPF_PROG(oops_fault_fentry, struct pt_regs *regs, unsigned long error_code, unsigned long address)
+{
+	return on_oops(OOPS_PAGE_FAULT, NULL, regs, error_code, address);
+}
+
+SEC("kprobe/page_fault_oops")
+int BPF_KPROBE(oops_fault_kprobe, struct pt_regs *regs, unsigned long error_code, unsigned long address)
+{
+	return on_oops(OOPS_PAGE_FAULT, NULL, regs, error_code, address);
+}
+
+SEC("fentry/die")
+int BPF_PROG(oops_trap_fentry, const char *str, struct pt_regs *regs, long err)
+{
+	return on_oops(OOPS_TRAP, str, regs, err, 0);
+}
+
+SEC("kprobe/die")
+int BPF_KPROBE(oops_trap_kprobe, const char *str, struct pt_regs *regs, long err)
+{
+	return on_oops(OOPS_TRAP, str, regs, err, 0);
+}
+
+SEC("fentry/die_addr")
+int BPF_PROG(oops_gp_fentry, const char *str, struct pt_regs *regs, long err, long gp_addr)
+{
+	return on_oops(OOPS_GP, str, regs, err, gp_addr);
+}
+
+SEC("kprobe/die_addr")
+int BPF_KPROBE(oops_gp_kprobe, const char *str, struct pt_regs *regs, long err, long gp_addr)
+{
+	return on_oops(OOPS_GP, str, regs, err, gp_addr);
+}
+
+static __always_inline int on_warn(const char *file, int line, void *caller, unsigned int taint)
+{
+	struct warning_event *e = reserve_event(struct warning_event, EVENT_WARNING);
+
+	if (!e)
+		return 0;
+	e->caller = (__u64)caller;
+	e->line = line;
+	e->taint = taint;
+	e->file[0] = 0;
+	if (file)
+		bpf_probe_read_kernel_str(e->file, sizeof(e->file), file);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry/__warn")
+int BPF_PROG(warning_fentry, const char *file, int line, void *caller, unsigned int taint)
+{
+	return on_warn(file, line, caller, taint);
+}
+
+SEC("kprobe/__warn")
+int BPF_KPROBE(warning_kprobe, const char *file, int line, void *caller, unsigned int taint)
+{
+	return on_warn(file, line, caller, taint);
+}
+
+/* kprobe only: the caller is the return address at sp on entry. */
+SEC("kprobe/bad_page")
+int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
+{
+	__u64 vmemmap_addr = param(PARAM_VMEMMAP_BASE), vmemmap = 0, pfn = ~0ULL;
+	struct bad_page_event *e;
+
+	/* Everything but the record first: 6.1's verifier loses track of a
+	 * ring-buffer pointer checked twice around other calls. */
+	if (vmemmap_addr && !bpf_probe_read_kernel(&vmemmap, sizeof(vmemmap), (void *)vmemmap_addr) && vmemmap)
+		pfn = ((__u64)page - vmemmap) / bpf_core_type_size(struct page);
+	e = reserve_event(struct bad_page_event, EVENT_BAD_PAGE);
+	if (!e)
+		return 0;
+	e->page = (__u64)page;
+	e->pfn = pfn;
+	/* page->flags is an unsigned long, or a struct wrapping one (6.17+), so
+	 * CO-RE cannot relocate it across both; it has always been struct
+	 * page's first word. */
+	e->flags = 0;
+	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), page);
+	e->caller = 0;
+	bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)PT_REGS_SP(ctx));
+	__builtin_memset(e->stack, 0, sizeof(e->stack));
+	bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
+	e->reason[0] = 0;
+	if (reason)
+		bpf_probe_read_kernel_str(e->reason, sizeof(e->reason), reason);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* kprobe only: panic() is variadic, which fentry cannot attach to. The first
+ * variadic arguments are in the next argument registers. */
+SEC("kprobe/panic")
+int BPF_KPROBE(panic_kprobe, const char *fmt)
+{
+	struct panic_event *e = reserve_event(struct panic_event, EVENT_PANIC);
+
+	if (!e)
+		return 0;
+	e->args[0] = PT_REGS_PARM2(ctx);
+	e->args[1] = PT_REGS_PARM3(ctx);
+	e->args[2] = PT_REGS_PARM4(ctx);
+	e->args[3] = PT_REGS_PARM5(ctx);
+	e->args[4] = BPF_CORE_READ(ctx, r9); /* the sixth argument register */
+	e->fmt[0] = 0;
+	bpf_probe_read_kernel_str(e->fmt, sizeof(e->fmt), fmt);
+	/* Harmless when the argument is not a string: the read just fails. */
+	if (bpf_probe_read_kernel_str(e->str[0], sizeof(e->str[0]), (void *)e->args[0]) < 0)
+		e->str[0][0] = 0;
+	if (bpf_probe_read_kernel_str(e->str[1], sizeof(e->str[1]), (void *)e->args[1]) < 0)
+		e->str[1][0] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_crash(__u16 type)
+{
+	struct crash_event *e;
+	__u64 img_addr = param(PARAM_KEXEC_CRASH_IMAGE), img = 0;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_header(&e->hdr, type, sizeof(*e));
+	e->crash_kernel_loaded = 2;
+	if (img_addr && !bpf_probe_read_kernel(&img, sizeof(img), (void *)img_addr))
+		e->crash_kernel_loaded = img != 0;
+	e->pad = 0;
+	/* Other CPUs stop soon after: wake the reader now. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("kprobe/__crash_kexec")
+int BPF_KPROBE(crash_kexec_kprobe)
+{
+	return on_crash(EVENT_CRASH_KEXEC);
+}
+
+SEC("kprobe/emergency_restart")
+int BPF_KPROBE(emergency_restart_kprobe)
+{
+	return on_crash(EVENT_EMERGENCY_RESTART);
 }

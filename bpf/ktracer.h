@@ -23,6 +23,12 @@ enum event_type {
 	EVENT_MODULE_FREE = 6,     /* module memory released */
 	EVENT_INIT_POINTER = 7,    /* persistent data word pointing into init text */
 	EVENT_EXEC_FAULT = 8,      /* kernel-mode instruction fetch fault */
+	EVENT_OOPS = 9,            /* page-fault or trap oops */
+	EVENT_WARNING = 10,        /* WARN() */
+	EVENT_BAD_PAGE = 11,       /* "BUG: Bad page state" */
+	EVENT_PANIC = 12,          /* panic() */
+	EVENT_CRASH_KEXEC = 13,    /* panic handing over to the crash kernel */
+	EVENT_EMERGENCY_RESTART = 14,
 };
 
 /* The attach method a program variant stands for; reported by the tracer. */
@@ -117,6 +123,68 @@ struct exec_fault_event {
 	__u64 caller; /* the word at the stack pointer: the return address */
 };
 
+#define KT_COMM_LEN 16
+
+enum oops_kind {
+	OOPS_PAGE_FAULT = 1, /* page_fault_oops: address and error code known */
+	OOPS_TRAP = 2,       /* die(): BUG(), invalid opcode, ... */
+	OOPS_GP = 3,         /* die_addr(): general protection fault */
+};
+
+struct oops_event {
+	struct event_header hdr;
+	__u64 ip;
+	__u64 address;    /* faulting address (page faults), else 0 */
+	__u64 error_code;
+	__u64 caller;     /* the word at the stack pointer */
+	__u32 kind;       /* enum oops_kind */
+	__u32 pad;
+	char what[32];    /* die()'s description, e.g. "invalid opcode" */
+	char comm[KT_COMM_LEN];
+};
+
+struct warning_event {
+	struct event_header hdr;
+	__u64 caller;  /* the WARN's address */
+	__u32 line;
+	__u32 taint;
+	char file[96];
+	char comm[KT_COMM_LEN];
+};
+
+struct bad_page_event {
+	struct event_header hdr;
+	__u64 page;   /* struct page address */
+	__u64 pfn;    /* ~0 when vmemmap_base is unknown */
+	__u64 flags;  /* page->flags */
+	__u64 caller; /* bad_page's return address */
+	__u64 stack[8]; /* kernel stack: the module that freed the page is deeper */
+	char reason[48];
+	char comm[KT_COMM_LEN];
+};
+
+struct panic_event {
+	struct event_header hdr;
+	__u64 args[5];    /* the first variadic arguments */
+	char fmt[128];
+	char str[2][64];  /* args[0] and args[1] read as strings, for %s */
+	char comm[KT_COMM_LEN];
+};
+
+/* EVENT_CRASH_KEXEC and EVENT_EMERGENCY_RESTART */
+struct crash_event {
+	struct event_header hdr;
+	__u32 crash_kernel_loaded; /* kexec_crash_image set; 2 = unknown */
+	__u32 pad;
+};
+
+/* Kernel addresses user space finds in kallsyms (0 = unknown). */
+enum addr_param {
+	PARAM_VMEMMAP_BASE = 0,      /* &vmemmap_base: page -> pfn */
+	PARAM_KEXEC_CRASH_IMAGE = 1, /* &kexec_crash_image */
+	PARAM_MAX = 4,
+};
+
 /* Index into the per-CPU counters map. */
 enum counter {
 	COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: record lost */
@@ -133,6 +201,11 @@ _Static_assert(sizeof(struct module_done_event) == 24 + 16 + 56, "module_done_ev
 _Static_assert(sizeof(struct module_free_event) == 24 + 8 + 56, "module_free_event size");
 _Static_assert(sizeof(struct init_pointer_event) == 48, "init_pointer_event size");
 _Static_assert(sizeof(struct exec_fault_event) == 56, "exec_fault_event size");
+_Static_assert(sizeof(struct oops_event) == 24 + 32 + 8 + 32 + 16, "oops_event size");
+_Static_assert(sizeof(struct warning_event) == 24 + 16 + 96 + 16, "warning_event size");
+_Static_assert(sizeof(struct bad_page_event) == 24 + 32 + 64 + 48 + 16, "bad_page_event size");
+_Static_assert(sizeof(struct panic_event) == 24 + 40 + 128 + 128 + 16, "panic_event size");
+_Static_assert(sizeof(struct crash_event) == 32, "crash_event size");
 #endif
 
 #endif /* KTRACER_H */

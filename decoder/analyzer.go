@@ -80,6 +80,16 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 		out = a.initPointer(r, out)
 	case bpf.KtEventTypeEVENT_EXEC_FAULT:
 		out = a.execFault(r, out)
+	case bpf.KtEventTypeEVENT_OOPS:
+		out = a.oops(r, out)
+	case bpf.KtEventTypeEVENT_WARNING:
+		out = a.warning(r, out)
+	case bpf.KtEventTypeEVENT_BAD_PAGE:
+		out = a.badPage(r, out)
+	case bpf.KtEventTypeEVENT_PANIC:
+		out = a.panicked(r, out)
+	case bpf.KtEventTypeEVENT_CRASH_KEXEC, bpf.KtEventTypeEVENT_EMERGENCY_RESTART:
+		out = a.crash(r, out)
 	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
 		if m := a.modules[r.Symbol.Module]; m != nil {
 			m.addSymbol(r)

@@ -20,6 +20,9 @@ const (
 	// A word pointing into init text that is not reported, and why; shown
 	// with --verbose so a missed time bomb can be told from noise.
 	KindInitPointerIgnored Kind = "init_pointer_ignored"
+	// The panic path hands over to the crash kernel (kdump), or restarts.
+	KindCrashKexec       Kind = "crash_kexec"
+	KindEmergencyRestart Kind = "emergency_restart"
 )
 
 // Severity orders findings; --fail-on compares against it.
@@ -62,6 +65,11 @@ const (
 	RuleSlowInit            Rule = "slow-init"
 	RuleDanglingInitPointer Rule = "dangling-init-pointer"
 	RuleFreedInitCall       Rule = "freed-init-call"
+	// The panic path (seed incident 3): what the kernel knew as it failed.
+	RuleOops    Rule = "oops"
+	RuleWarning Rule = "warning"
+	RuleBadPage Rule = "bad-page"
+	RulePanic   Rule = "panic"
 )
 
 // RuleSeverity is each rule's fixed severity.
@@ -71,11 +79,15 @@ var RuleSeverity = map[Rule]Severity{
 	RuleSlowInit:            SeverityWarning,
 	RuleDanglingInitPointer: SeverityError,
 	RuleFreedInitCall:       SeverityError,
+	RuleOops:                SeverityError,
+	RuleWarning:             SeverityWarning,
+	RuleBadPage:             SeverityError,
+	RulePanic:               SeverityError,
 }
 
 // HasValue tells whether the rule's finding carries a numeric Value.
 func (r Rule) HasValue() bool {
-	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleSlowInit
+	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleSlowInit || r == RuleBadPage
 }
 
 // Event is one thing ktracer saw, or a finding about it. Fields that do not
@@ -95,7 +107,11 @@ type Event struct {
 	Symbols  int    // module_load: symbols captured
 	Location string // dangling-init-pointer: the data holding it, e.g. global_ops+0x0
 	Caller   string // freed-init-call: the return address, symbolized
-	Reason   string // init_pointer_ignored: why it is not a finding
+	Reason   string // init_pointer_ignored: why not a finding; oops: the trap; bad-page: the kernel's reason
+	Task     string // the task's comm, for the panic path
+	// crash_kexec, emergency_restart: whether a crash kernel was loaded
+	// (nil when unknown).
+	CrashKernelLoaded *bool
 
 	// Findings only.
 	Rule     Rule

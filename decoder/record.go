@@ -25,6 +25,11 @@ type Record struct {
 	ModuleFree  bpf.KtModuleFreeEvent
 	InitPointer bpf.KtInitPointerEvent
 	ExecFault   bpf.KtExecFaultEvent
+	Oops        bpf.KtOopsEvent
+	Warning     bpf.KtWarningEvent
+	BadPage     bpf.KtBadPageEvent
+	Panic       bpf.KtPanicEvent
+	Crash       bpf.KtCrashEvent // crash kexec and emergency restart
 }
 
 // ErrCorrupt is wrapped by every decoding error: the record is counted and
@@ -59,6 +64,16 @@ func Decode(raw []byte, r *Record) error {
 		ok = copyInto(&r.InitPointer, raw)
 	case bpf.KtEventTypeEVENT_EXEC_FAULT:
 		ok = copyInto(&r.ExecFault, raw)
+	case bpf.KtEventTypeEVENT_OOPS:
+		ok = copyInto(&r.Oops, raw)
+	case bpf.KtEventTypeEVENT_WARNING:
+		ok = copyInto(&r.Warning, raw)
+	case bpf.KtEventTypeEVENT_BAD_PAGE:
+		ok = copyInto(&r.BadPage, raw)
+	case bpf.KtEventTypeEVENT_PANIC:
+		ok = copyInto(&r.Panic, raw)
+	case bpf.KtEventTypeEVENT_CRASH_KEXEC, bpf.KtEventTypeEVENT_EMERGENCY_RESTART:
+		ok = copyInto(&r.Crash, raw)
 	default:
 		return fmt.Errorf("%w: unknown record type %d", ErrCorrupt, r.Header.Type)
 	}

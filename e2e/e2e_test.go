@@ -42,6 +42,8 @@ type line struct {
 	Corrupt    int64  `json:"corrupt_records"`
 	Ignored    int64  `json:"ignored_init_pointers"`
 	Location   string `json:"location"`
+	Reason     string `json:"reason"`
+	Task       string `json:"task"`
 	Caller     string `json:"caller"`
 	Hooks      []struct {
 		Name     string `json:"name"`
@@ -190,8 +192,12 @@ func tail(s string, n int) string {
 
 // watchStep is the guest shell for one `ktracer watch --output json` run.
 func watchStep(step, flags, command string) string {
+	// After an oops the kernel prints everything to the console, splicing
+	// into our lines: quieten it again before printing.
 	return fmt.Sprintf(`ktracer watch --output json %[2]s -- %[3]s >/tmp/%[1]s.out 2>/tmp/%[1]s.err
-echo "KT-OUT:%[1]s:exit:$?"
+echo "KT-OUT:%[1]s:exit:$?" >/tmp/%[1]s.status
+echo 1 >/proc/sys/kernel/printk
+cat /tmp/%[1]s.status
 sed 's/^/KT-OUT:%[1]s:/' /tmp/%[1]s.out
 sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
 `, step, flags, command)
@@ -223,6 +229,12 @@ func moduleGuest(t *testing.T) *guest {
 		// Seed incident 2 and its control. The time bomb goes last: its
 		// oops leaves the module's parameter lock held.
 		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
+		// The panic path, live: an oops, a WARN and a bad page state.
+		for _, m := range []string{"kt_oops", "kt_warn", "kt_badpage"} {
+			s.WriteString(watchStep(m, "", trigger(m)))
+		}
+		s.WriteString("dmesg | grep 'kt_badpage: freeing pfn' | sed 's/^/KT-OUT:kt_badpage-dmesg:/'\n")
+		s.WriteString("dmesg | grep -A3 'address: 0000000000000018' | grep 'error_code' | sed 's/^/KT-OUT:kt_oops-dmesg:/'\n")
 		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
 		s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
 		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
@@ -266,7 +278,7 @@ func TestHooksAttachOnDebianKernel(t *testing.T) {
 		t.Fatalf("no attached line:\n%s", strings.Join(r.raw, "\n"))
 	}
 	for _, h := range a.Hooks {
-		t.Logf("hook %s: attached=%v method=%s", h.Name, h.Attached, h.Method)
+		t.Logf("hook %s: attached=%v method=%s %s", h.Name, h.Attached, h.Method, h.Error)
 		if !h.Attached {
 			t.Errorf("hook %s did not attach on the Debian kernel", h.Name)
 		}
@@ -360,13 +372,15 @@ func TestPositiveInitReturnThroughKprobes(t *testing.T) {
 // returns, and the call into freed init text when it fires.
 func TestTimebomb(t *testing.T) {
 	r := moduleGuest(t).run(t, "kt_timebomb")
-	var dangling, freed []line
+	var dangling, freed, oopses []line
 	for _, f := range r.findings() {
 		switch f.Rule {
 		case "dangling-init-pointer":
 			dangling = append(dangling, f)
 		case "freed-init-call":
 			freed = append(freed, f)
+		case "oops":
+			oopses = append(oopses, f)
 		default:
 			t.Errorf("unexpected finding %s: %s", f.Rule, f.Message)
 		}
@@ -387,6 +401,10 @@ func TestTimebomb(t *testing.T) {
 	}
 	if f.Address == "" || f.Address != dangling[0].Address {
 		t.Errorf("the call went to %s, but the stored pointer was %s", f.Address, dangling[0].Address)
+	}
+	// The call then oopses: the panic path names the same culprit.
+	if len(oopses) != 1 || oopses[0].Module != "kt_timebomb" || oopses[0].Function != "kt_init_helper" {
+		t.Errorf("want one oops in kt_timebomb's kt_init_helper, got %+v", oopses)
 	}
 	t.Logf("dangling: %s", dangling[0].Message)
 	t.Logf("freed call: %s", f.Message)

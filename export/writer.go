@@ -59,25 +59,27 @@ func NewWriter(format string, w io.Writer, clock Clock) (Writer, error) {
 // README. Fields that do not apply to an event are omitted, except ret on
 // initcall events, where 0 is meaningful.
 type jsonLine struct {
-	Time       string `json:"time"`
-	Event      string `json:"event"`
-	CPU        uint32 `json:"cpu"`
-	PID        uint32 `json:"pid"`
-	TID        uint32 `json:"tid"`
-	Module     string `json:"module,omitempty"`
-	Function   string `json:"function,omitempty"`
-	Address    string `json:"address,omitempty"`
-	Ret        *int32 `json:"ret,omitempty"`
-	Errno      string `json:"errno,omitempty"`
-	DurationNS *int64 `json:"duration_ns,omitempty"`
-	Symbols    *int   `json:"symbols,omitempty"`
-	Location   string `json:"location,omitempty"`
-	Caller     string `json:"caller,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Rule       string `json:"rule,omitempty"`
-	Severity   string `json:"severity,omitempty"`
-	Value      *int64 `json:"value,omitempty"`
-	Message    string `json:"message,omitempty"`
+	Time              string `json:"time"`
+	Event             string `json:"event"`
+	CPU               uint32 `json:"cpu"`
+	PID               uint32 `json:"pid"`
+	TID               uint32 `json:"tid"`
+	Module            string `json:"module,omitempty"`
+	Function          string `json:"function,omitempty"`
+	Address           string `json:"address,omitempty"`
+	Ret               *int32 `json:"ret,omitempty"`
+	Errno             string `json:"errno,omitempty"`
+	DurationNS        *int64 `json:"duration_ns,omitempty"`
+	Symbols           *int   `json:"symbols,omitempty"`
+	Location          string `json:"location,omitempty"`
+	Caller            string `json:"caller,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+	Task              string `json:"task,omitempty"`
+	CrashKernelLoaded *bool  `json:"crash_kernel_loaded,omitempty"`
+	Rule              string `json:"rule,omitempty"`
+	Severity          string `json:"severity,omitempty"`
+	Value             *int64 `json:"value,omitempty"`
+	Message           string `json:"message,omitempty"`
 }
 
 type jsonWriter struct {
@@ -94,17 +96,19 @@ func (j *jsonWriter) Attached(hooks []Hook) error {
 
 func (j *jsonWriter) Write(ev *decoder.Event) error {
 	l := jsonLine{
-		Time:     j.clock(ev.MonoNS).Format(time.RFC3339Nano),
-		Event:    string(ev.Kind),
-		CPU:      ev.CPU,
-		PID:      ev.PID,
-		TID:      ev.TID,
-		Module:   ev.Module,
-		Function: ev.Function,
-		Errno:    ev.Errno,
-		Location: ev.Location,
-		Caller:   ev.Caller,
-		Reason:   ev.Reason,
+		Time:              j.clock(ev.MonoNS).Format(time.RFC3339Nano),
+		Event:             string(ev.Kind),
+		CPU:               ev.CPU,
+		PID:               ev.PID,
+		TID:               ev.TID,
+		Module:            ev.Module,
+		Function:          ev.Function,
+		Errno:             ev.Errno,
+		Location:          ev.Location,
+		Caller:            ev.Caller,
+		Reason:            ev.Reason,
+		Task:              ev.Task,
+		CrashKernelLoaded: ev.CrashKernelLoaded,
 	}
 	if ev.Address != 0 {
 		l.Address = "0x" + strconv.FormatUint(ev.Address, 16)
@@ -192,6 +196,12 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 		_, err = fmt.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
 	case decoder.KindFinding:
 		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+	case decoder.KindCrashKexec, decoder.KindEmergencyRestart:
+		state := "unknown"
+		if ev.CrashKernelLoaded != nil {
+			state = map[bool]string{true: "loaded", false: "NOT loaded"}[*ev.CrashKernelLoaded]
+		}
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s (crash kernel %s)\n", ts, "kernel", ev.Kind, state)
 	case decoder.KindInitPointerIgnored:
 		_, err = fmt.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
 	}

@@ -64,6 +64,37 @@ var hooks = []hook{
 		{bpf.KtProgExecFaultRawTp, RawTracepoint, "page_fault_kernel"},
 		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops"},
 	}},
+	// The panic path (seed incident 3). There are no tracepoints here, so
+	// fentry first; panic() is variadic (no fentry), and bad_page's caller
+	// is read from the stack at entry, so those two are kprobes only.
+	{name: "oops_page_fault", candidates: []candidate{
+		{bpf.KtProgOopsFaultFentry, Fentry, "page_fault_oops"},
+		{bpf.KtProgOopsFaultKprobe, Kprobe, "page_fault_oops"},
+	}},
+	{name: "oops_trap", candidates: []candidate{
+		{bpf.KtProgOopsTrapFentry, Fentry, "die"},
+		{bpf.KtProgOopsTrapKprobe, Kprobe, "die"},
+	}},
+	{name: "oops_gp", candidates: []candidate{
+		{bpf.KtProgOopsGpFentry, Fentry, "die_addr"},
+		{bpf.KtProgOopsGpKprobe, Kprobe, "die_addr"},
+	}},
+	{name: "warning", candidates: []candidate{
+		{bpf.KtProgWarningFentry, Fentry, "__warn"},
+		{bpf.KtProgWarningKprobe, Kprobe, "__warn"},
+	}},
+	{name: "bad_page", candidates: []candidate{
+		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page"},
+	}},
+	{name: "panic", candidates: []candidate{
+		{bpf.KtProgPanicKprobe, Kprobe, "panic"},
+	}},
+	{name: "crash_kexec", candidates: []candidate{
+		{bpf.KtProgCrashKexecKprobe, Kprobe, "__crash_kexec"},
+	}},
+	{name: "emergency_restart", candidates: []candidate{
+		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart"},
+	}},
 }
 
 // ParseMethod reads an attach method name.

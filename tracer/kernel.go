@@ -1,13 +1,17 @@
 package tracer
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktracer/ktracer/bpf"
 )
 
 // UnsupportedError says in one line why this kernel or process cannot trace.
@@ -109,5 +113,46 @@ func MonoToWall() func(monoNS uint64) time.Time {
 	offset := now.Sub(time.Unix(0, ts.Nano()))
 	return func(monoNS uint64) time.Time {
 		return time.Unix(0, int64(monoNS)).Add(offset)
+	}
+}
+
+// kallsymsPath is read for the addresses the panic-path programs need.
+var kallsymsPath = "/proc/kallsyms"
+
+// paramSymbols are the kernel variables whose addresses go into the params
+// map: the bad-page program turns a struct page into a pfn with
+// vmemmap_base, the crash program tells whether a crash kernel is loaded.
+var paramSymbols = map[string]uint32{
+	"vmemmap_base":      uint32(bpf.KtAddrParamPARAM_VMEMMAP_BASE),
+	"kexec_crash_image": uint32(bpf.KtAddrParamPARAM_KEXEC_CRASH_IMAGE),
+}
+
+// fillParams scans kallsyms for paramSymbols. Without them the events still
+// arrive, with the pfn or the crash-kernel state marked unknown.
+func (t *Tracer) fillParams() {
+	f, err := os.Open(kallsymsPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	found := 0
+	for sc.Scan() && found < len(paramSymbols) {
+		line := sc.Bytes()
+		sp := bytes.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		idx, ok := paramSymbols[string(line[sp+1:])]
+		if !ok {
+			continue
+		}
+		addr, err := strconv.ParseUint(string(line[:bytes.IndexByte(line, ' ')]), 16, 64)
+		if err != nil || addr == 0 {
+			continue
+		}
+		if err := t.maps[bpf.KtMapParams].Put(idx, addr); err == nil {
+			found++
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -37,10 +38,11 @@ type Tracer struct {
 	links  []link.Link
 	reader *ringbuf.Reader
 	hooks  []HookStatus
+	params sync.WaitGroup // the kallsyms look-up filling the params map
 }
 
 // sharedMaps are created once and shared by every program variant.
-var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs}
+var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs, bpf.KtMapParams}
 
 // Options tune how hooks are attached.
 type Options struct {
@@ -83,6 +85,13 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	// Only the panic path needs these addresses: find them without
+	// delaying start-up.
+	t.params.Add(1)
+	go func() {
+		defer t.params.Done()
+		t.fillParams()
+	}()
 	return t, nil
 }
 
@@ -259,6 +268,7 @@ func (t *Tracer) Counters() (Counters, error) {
 
 // Close detaches every hook and frees the programs and maps.
 func (t *Tracer) Close() error {
+	t.params.Wait()
 	if t.reader != nil {
 		t.reader.Close()
 	}
