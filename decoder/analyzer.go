@@ -27,7 +27,18 @@ type Stats struct {
 	UnattributedInitPointers uint64
 	// Instruction-fetch faults outside any freed init text (not ours).
 	OtherExecFaults uint64
+	// Modules or symbols not tracked because a bound was reached: a sign of
+	// corrupt input, never of a real kernel.
+	Overflow uint64
 }
+
+// Bounds on what the analyzer keeps, so no input can grow it without limit.
+// A kernel has at most a few thousand modules; the largest module has tens
+// of thousands of symbols.
+const (
+	maxModules          = 1 << 13
+	maxSymbolsPerModule = 1 << 18
+)
 
 // Analyzer follows modules through load, init and free, attributes each
 // initcall to the module its task is initializing, and applies the rules.
@@ -66,6 +77,10 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 	a.stats.Records++
 	switch Type(r.Header.Type) {
 	case bpf.KtEventTypeEVENT_MODULE_LOAD:
+		if len(a.modules) >= maxModules && a.modules[r.ModuleLoad.Module] == nil {
+			a.stats.Overflow++
+			break
+		}
 		m := newModule(r)
 		// Memory reused by the new module is no longer anyone's freed init
 		// text: a fault there must not be blamed on the old owner.
@@ -92,7 +107,11 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 		out = a.crash(r, out)
 	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
 		if m := a.modules[r.Symbol.Module]; m != nil {
-			m.addSymbol(r)
+			if len(m.syms) < maxSymbolsPerModule {
+				m.addSymbol(r)
+			} else {
+				a.stats.Overflow++
+			}
 		} else {
 			a.stats.OrphanSymbols++
 		}

@@ -63,6 +63,11 @@ func newModule(e *Record) *Module {
 	for i, d := range l.Ranges.Data {
 		m.Data[i] = Range{d.Base, d.Size}
 	}
+	// The kernel says how many symbols follow (undefined ones included, and
+	// those are not sent): size the table once instead of growing it.
+	want := min(m.WantSymbols, maxSymbolsPerModule)
+	m.syms = make([]symbol, 0, want)
+	m.names = make([]byte, 0, want*24)
 	return m
 }
 

@@ -216,7 +216,8 @@ func formatPanic(format string, args []uint64, strs [2]string) string {
 			text = "?"
 		}
 		// %08x and the like: zero-pad to the width, as printk would.
-		if w, err := strconv.Atoi(strings.TrimLeft(strings.TrimRight(spec, "lhzt"), "-+ #")); err == nil && strings.HasPrefix(strings.TrimLeft(spec, "-+ #"), "0") && len(text) < w {
+		// The width is bounded: a corrupt format must not allocate without limit.
+		if w, err := strconv.Atoi(strings.TrimLeft(strings.TrimRight(spec, "lhzt"), "-+ #")); err == nil && strings.HasPrefix(strings.TrimLeft(spec, "-+ #"), "0") && len(text) < w && w <= 64 {
 			text = strings.Repeat("0", w-len(text)) + text
 		}
 		b.WriteString(text)

@@ -41,6 +41,9 @@ func ReadRecording(r io.Reader, fn func(raw []byte) error) error {
 		if size > maxRecord {
 			return fmt.Errorf("recording record %d: %d bytes is not a record", i, size)
 		}
+		if int(size) > cap(buf) {
+			buf = make([]byte, size)
+		}
 		buf = buf[:size]
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return fmt.Errorf("recording record %d: truncated after %d-byte length", i, size)
