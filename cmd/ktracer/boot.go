@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/ktracer/ktracer/boot"
+	"github.com/ktracer/ktracer/decoder"
+)
+
+type bootOptions struct {
+	from   []string
+	root   string
+	format string
+	out    string
+	failOn string
+	slow   time.Duration
+	top    int
+}
+
+func init() { commands = append(commands, newBootCmd) }
+
+func newBootCmd() *cobra.Command {
+	var o bootOptions
+	cmd := &cobra.Command{
+		Use:   "boot [flags]",
+		Short: "Report this boot's built-in initcalls, their levels and timing, and boot-parameter mistakes",
+		Long: `Report the built-in initcalls of a boot in order (level, start, duration,
+return), the slowest initcalls and the time per level, and check the rules
+live tracing checks (positive-init-return, init-failed, slow-init), an oops
+inside an initcall (initcall-oops), unknown boot parameters
+(unknown-boot-param) and parameters that did not take effect
+(boot-param-not-effective).
+
+Built-in initcalls run before user space, so no BPF can watch them: the
+kernel must have recorded them. Boot with either of
+  ` + boot.Recommended[0] + `
+  ` + boot.Recommended[1] + `
+Without --from, ktracer reads the running kernel's log and trace buffer
+(root needed) and checks /proc/cmdline against this machine. With --from it
+reads saved files (a dmesg or a copy of /sys/kernel/tracing/trace) and checks
+only what they say, unless --root points at that machine's tree.`,
+		Example: "  sudo ktracer boot\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBoot(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.from, "from", nil, "read a saved kernel log or trace file instead of the running kernel (at most one of each)")
+	f.StringVar(&o.root, "root", "", "root of the machine the boot happened on, for /proc and /sys checks (default / without --from)")
+	f.StringVarP(&o.format, "format", "f", "text", "output: "+strings.Join(boot.Formats, ", "))
+	f.StringVar(&o.out, "out", "", "write the output to this file instead of stdout")
+	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding at or above this severity is seen: info, warning or error")
+	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "initcall duration above which slow-init is reported")
+	f.IntVar(&o.top, "top", 10, "how many of the slowest initcalls to list")
+	return cmd
+}
+
+func runBoot(cmd *cobra.Command, o bootOptions) error {
+	failOn, err := decoder.ParseSeverity(o.failOn)
+	if err != nil {
+		return &exitError{exitFailure, fmt.Errorf("--fail-on: %w", err)}
+	}
+	if o.slow <= 0 || o.top <= 0 {
+		return &exitError{exitFailure, fmt.Errorf("--slow and --top must be positive")}
+	}
+	if !slices.Contains(boot.Formats, o.format) {
+		return &exitError{exitFailure, fmt.Errorf("--format: unknown format %q (want %s)", o.format, strings.Join(boot.Formats, ", "))}
+	}
+	in := boot.Input{}
+	if o.root != "" {
+		if st, err := os.Stat(o.root); err != nil || !st.IsDir() {
+			return &exitError{exitFailure, fmt.Errorf("--root %s is not a directory", o.root)}
+		}
+		in.Root = os.DirFS(o.root)
+	}
+	if len(o.from) > 0 {
+		for _, p := range o.from {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return &exitError{exitFailure, fmt.Errorf("--from: %w", err)}
+			}
+			isTrace := bytes.Contains(b, []byte("# tracer:")) || bytes.Contains(b, []byte(": initcall_start: "))
+			switch {
+			case isTrace && in.Trace == nil:
+				in.Trace = bytes.NewReader(b)
+			case !isTrace && in.Log == nil:
+				in.Log = bytes.NewReader(b)
+			default:
+				return &exitError{exitFailure, fmt.Errorf("--from %s: already have a %s; give at most one kernel log and one trace", p, map[bool]string{true: "trace", false: "kernel log"}[isTrace])}
+			}
+		}
+	} else {
+		if in.Root == nil {
+			in.Root = os.DirFS("/")
+		}
+		log, logErr := readKernelLog()
+		if logErr == nil {
+			in.Log = bytes.NewReader(log)
+		}
+		trace, traceErr := readLiveTrace(in.Root)
+		if traceErr == nil {
+			in.Trace = bytes.NewReader(trace)
+		}
+		if logErr != nil && traceErr != nil {
+			return &exitError{exitFailure, fmt.Errorf("cannot read the kernel log (%v) nor the trace buffer (%v): run as root", logErr, traceErr)}
+		}
+	}
+
+	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top})
+	if err != nil {
+		return &exitError{exitFailure, err}
+	}
+	w := cmd.OutOrStdout()
+	var file *os.File
+	if o.out != "" {
+		if file, err = os.Create(o.out); err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--out: %w", err)}
+		}
+		w = file
+	}
+	err = boot.Render(w, rep, o.format)
+	if file != nil {
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return &exitError{exitFailure, fmt.Errorf("write %s: %w", o.format, err)}
+	}
+	if o.format != "text" || o.out != "" {
+		// Machine formats carry no words for people: say what matters on stderr.
+		c := map[decoder.Severity]int{}
+		for _, f := range rep.Findings {
+			c[f.Severity]++
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: %d initcalls recorded by %s; findings: %d error, %d warning, %d info\n",
+			len(rep.Initcalls), rep.Source, c[decoder.SeverityError], c[decoder.SeverityWarning], c[decoder.SeverityInfo])
+		if rep.Source == boot.SourceNone {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: this boot was not recorded; add to the kernel command line: %s\n", boot.Recommended[0])
+		}
+	}
+	if rep.Worst() >= failOn {
+		return &exitError{code: exitFindings}
+	}
+	return nil
+}
+
+// readKernelLog reads the whole kernel ring buffer with syslog(2), as dmesg
+// does; it needs CAP_SYSLOG when kernel.dmesg_restrict is set.
+func readKernelLog() ([]byte, error) {
+	n, err := unix.Klogctl(unix.SYSLOG_ACTION_SIZE_BUFFER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("syslog size: %w", err)
+	}
+	buf := make([]byte, max(n, 1<<16))
+	m, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil {
+		return nil, fmt.Errorf("syslog read: %w", err)
+	}
+	return buf[:m], nil
+}
+
+// readLiveTrace reads the trace buffer, from tracefs or its debugfs path.
+func readLiveTrace(root fs.FS) ([]byte, error) {
+	var firstErr error
+	for _, p := range []string{"sys/kernel/tracing/trace", "sys/kernel/debug/tracing/trace"} {
+		b, err := fs.ReadFile(root, p)
+		if err == nil {
+			return b, nil
+		}
+		if firstErr == nil || !errors.Is(err, fs.ErrNotExist) {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
+}
