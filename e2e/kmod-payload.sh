@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Put Debian's kmod (insmod, rmmod, modprobe, lsmod) and its libraries into a
+# Put Debian's kmod (insmod, rmmod, modprobe, lsmod), util-linux's setpriv and
+# their libraries into a
 # VM payload directory: e2e/kmod-payload.sh PAYLOAD
 #
 # busybox's insmod retries with init_module(2) whenever finit_module(2)
@@ -21,6 +22,16 @@ while read -r lib; do
 	case $lib in */ld-linux*) LDSO=$(basename "$lib") ;; esac
 done < <(ldd "$KMOD" | grep -o '/[^ ]*')
 [ -n "$LDSO" ] || { echo "kmod-payload.sh: cannot find kmod's dynamic loader" >&2; exit 1; }
+# util-linux's setpriv too, for the tests that drop privileges.
+SETPRIV=$(readlink -f "$(command -v setpriv || echo /usr/bin/setpriv)")
+[ -x "$SETPRIV" ] || { echo "kmod-payload.sh: no setpriv on this machine: install util-linux" >&2; exit 1; }
+cp "$SETPRIV" "$P/lib/setpriv"
+while read -r lib; do cp -L "$lib" "$P/lib/"; done < <(ldd "$SETPRIV" | grep -o '/[^ ]*')
+cat >"$P/bin/setpriv" <<WRAP
+#!/bin/sh
+exec /payload/lib/$LDSO --library-path /payload/lib /payload/lib/setpriv "\$@"
+WRAP
+chmod 755 "$P/bin/setpriv"
 for tool in insmod rmmod modprobe lsmod modinfo depmod; do
 	cat >"$P/bin/$tool" <<WRAP
 #!/bin/sh

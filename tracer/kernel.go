@@ -28,6 +28,7 @@ var (
 	lockdownPath = "/sys/kernel/security/lockdown"
 	modulesPath  = "/proc/modules"
 	kprobePMU    = "/sys/bus/event_source/devices/kprobe"
+	paranoidPath = "/proc/sys/kernel/perf_event_paranoid"
 )
 
 const (

@@ -146,10 +146,28 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, methods []Method, cac
 			}
 			prog.Close()
 		}
-		errs = append(errs, fmt.Errorf("%s %s: %w", c.method, c.target, err))
+		errs = append(errs, fmt.Errorf("%s %s: %w", c.method, c.target, explainPerm(c.method, err)))
 	}
 	st.Err = errors.Join(errs...)
 	return st
+}
+
+// explainPerm says why a kprobe was refused to a process with CAP_PERFMON:
+// kprobes go through perf_event_open, which Debian's perf_event_paranoid=3
+// (a Debian patch) reserves to CAP_SYS_ADMIN.
+func explainPerm(m Method, err error) error {
+	if (m != Kprobe && m != Kretprobe) || !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	b, rerr := os.ReadFile(paranoidPath)
+	if rerr != nil {
+		return err
+	}
+	level := strings.TrimSpace(string(b))
+	if level == "3" {
+		return fmt.Errorf("%w (kernel.perf_event_paranoid is 3, which reserves perf events, and so kprobes, to CAP_SYS_ADMIN: run as root, or set it to 2)", err)
+	}
+	return fmt.Errorf("%w (kprobes need CAP_PERFMON; kernel.perf_event_paranoid is %s)", err, level)
 }
 
 func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string, cache *btf.Cache) (*ebpf.Program, error) {
