@@ -36,9 +36,10 @@ type KtBadPageEvent struct {
 type KtCounter uint32
 
 const (
-	KtCounterCOUNTER_RINGBUF_FULL   KtCounter = 0
-	KtCounterCOUNTER_SCAN_TRUNCATED KtCounter = 1
-	KtCounterCOUNTER_MAX            KtCounter = 2
+	KtCounterCOUNTER_RINGBUF_FULL      KtCounter = 0
+	KtCounterCOUNTER_SCAN_TRUNCATED    KtCounter = 1
+	KtCounterCOUNTER_SYMBOLS_TRUNCATED KtCounter = 2
+	KtCounterCOUNTER_MAX               KtCounter = 3
 )
 
 type KtCrashEvent struct {
@@ -228,54 +229,56 @@ type KtWarningEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	KtMapCounters                 = "counters"
-	KtMapEvents                   = "events"
-	KtMapInitcallStarts           = "initcall_starts"
-	KtMapLoading                  = "loading"
-	KtMapParams                   = "params"
-	KtMapScanBufs                 = "scan_bufs"
-	KtProgBadPageKprobe           = "bad_page_kprobe"
-	KtProgCrashKexecKprobe        = "crash_kexec_kprobe"
-	KtProgEmergencyRestartKprobe  = "emergency_restart_kprobe"
-	KtProgExecFaultOopsKprobe     = "exec_fault_oops_kprobe"
-	KtProgExecFaultRawTp          = "exec_fault_raw_tp"
-	KtProgInitcallFinishKretprobe = "initcall_finish_kretprobe"
-	KtProgInitcallFinishRawTp     = "initcall_finish_raw_tp"
-	KtProgInitcallStartKprobe     = "initcall_start_kprobe"
-	KtProgInitcallStartRawTp      = "initcall_start_raw_tp"
-	KtProgModuleDoneFexit         = "module_done_fexit"
-	KtProgModuleDoneKretprobe     = "module_done_kretprobe"
-	KtProgModuleFreeKprobe        = "module_free_kprobe"
-	KtProgModuleFreeRawTp         = "module_free_raw_tp"
-	KtProgModuleLoadKprobe        = "module_load_kprobe"
-	KtProgModuleLoadRawTp         = "module_load_raw_tp"
-	KtProgOopsFaultFentry         = "oops_fault_fentry"
-	KtProgOopsFaultKprobe         = "oops_fault_kprobe"
-	KtProgOopsGpFentry            = "oops_gp_fentry"
-	KtProgOopsGpKprobe            = "oops_gp_kprobe"
-	KtProgOopsTrapFentry          = "oops_trap_fentry"
-	KtProgOopsTrapKprobe          = "oops_trap_kprobe"
-	KtProgPanicKprobe             = "panic_kprobe"
-	KtProgWarningFentry           = "warning_fentry"
-	KtProgWarningKprobe           = "warning_kprobe"
-	KtVarUnusedAddrParam          = "unused_addr_param"
-	KtVarUnusedBadPageEvent       = "unused_bad_page_event"
-	KtVarUnusedCounter            = "unused_counter"
-	KtVarUnusedCrashEvent         = "unused_crash_event"
-	KtVarUnusedEventHeader        = "unused_event_header"
-	KtVarUnusedEventType          = "unused_event_type"
-	KtVarUnusedExecFaultEvent     = "unused_exec_fault_event"
-	KtVarUnusedHookMethod         = "unused_hook_method"
-	KtVarUnusedInitPointerEvent   = "unused_init_pointer_event"
-	KtVarUnusedInitcallEvent      = "unused_initcall_event"
-	KtVarUnusedModuleDoneEvent    = "unused_module_done_event"
-	KtVarUnusedModuleFreeEvent    = "unused_module_free_event"
-	KtVarUnusedModuleLoadEvent    = "unused_module_load_event"
-	KtVarUnusedModuleSymbolEvent  = "unused_module_symbol_event"
-	KtVarUnusedOopsEvent          = "unused_oops_event"
-	KtVarUnusedOopsKind           = "unused_oops_kind"
-	KtVarUnusedPanicEvent         = "unused_panic_event"
-	KtVarUnusedWarningEvent       = "unused_warning_event"
+	KtMapCounters                   = "counters"
+	KtMapEvents                     = "events"
+	KtMapInitcallStarts             = "initcall_starts"
+	KtMapLoading                    = "loading"
+	KtMapParams                     = "params"
+	KtMapScanBufs                   = "scan_bufs"
+	KtProgBadPageKprobe             = "bad_page_kprobe"
+	KtProgCrashKexecKprobe          = "crash_kexec_kprobe"
+	KtProgEmergencyRestartKprobe    = "emergency_restart_kprobe"
+	KtProgExecFaultOopsKprobe       = "exec_fault_oops_kprobe"
+	KtProgExecFaultRawTp            = "exec_fault_raw_tp"
+	KtProgInitcallFinishKretprobe   = "initcall_finish_kretprobe"
+	KtProgInitcallFinishRawTp       = "initcall_finish_raw_tp"
+	KtProgInitcallFinishRawTpNoscan = "initcall_finish_raw_tp_noscan"
+	KtProgInitcallStartKprobe       = "initcall_start_kprobe"
+	KtProgInitcallStartRawTp        = "initcall_start_raw_tp"
+	KtProgModuleDoneFexit           = "module_done_fexit"
+	KtProgModuleDoneKretprobe       = "module_done_kretprobe"
+	KtProgModuleFreeKprobe          = "module_free_kprobe"
+	KtProgModuleFreeRawTp           = "module_free_raw_tp"
+	KtProgModuleLoadKprobe          = "module_load_kprobe"
+	KtProgModuleLoadRawTp           = "module_load_raw_tp"
+	KtProgModuleLoadRawTpNoloop     = "module_load_raw_tp_noloop"
+	KtProgOopsFaultFentry           = "oops_fault_fentry"
+	KtProgOopsFaultKprobe           = "oops_fault_kprobe"
+	KtProgOopsGpFentry              = "oops_gp_fentry"
+	KtProgOopsGpKprobe              = "oops_gp_kprobe"
+	KtProgOopsTrapFentry            = "oops_trap_fentry"
+	KtProgOopsTrapKprobe            = "oops_trap_kprobe"
+	KtProgPanicKprobe               = "panic_kprobe"
+	KtProgWarningFentry             = "warning_fentry"
+	KtProgWarningKprobe             = "warning_kprobe"
+	KtVarUnusedAddrParam            = "unused_addr_param"
+	KtVarUnusedBadPageEvent         = "unused_bad_page_event"
+	KtVarUnusedCounter              = "unused_counter"
+	KtVarUnusedCrashEvent           = "unused_crash_event"
+	KtVarUnusedEventHeader          = "unused_event_header"
+	KtVarUnusedEventType            = "unused_event_type"
+	KtVarUnusedExecFaultEvent       = "unused_exec_fault_event"
+	KtVarUnusedHookMethod           = "unused_hook_method"
+	KtVarUnusedInitPointerEvent     = "unused_init_pointer_event"
+	KtVarUnusedInitcallEvent        = "unused_initcall_event"
+	KtVarUnusedModuleDoneEvent      = "unused_module_done_event"
+	KtVarUnusedModuleFreeEvent      = "unused_module_free_event"
+	KtVarUnusedModuleLoadEvent      = "unused_module_load_event"
+	KtVarUnusedModuleSymbolEvent    = "unused_module_symbol_event"
+	KtVarUnusedOopsEvent            = "unused_oops_event"
+	KtVarUnusedOopsKind             = "unused_oops_kind"
+	KtVarUnusedPanicEvent           = "unused_panic_event"
+	KtVarUnusedWarningEvent         = "unused_warning_event"
 )
 
 // LoadKt returns the embedded CollectionSpec for Kt.
@@ -320,30 +323,32 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
-	BadPageKprobe           *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
-	CrashKexecKprobe        *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
-	EmergencyRestartKprobe  *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
-	ExecFaultOopsKprobe     *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
-	ExecFaultRawTp          *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
-	InitcallFinishKretprobe *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
-	InitcallFinishRawTp     *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
-	InitcallStartKprobe     *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
-	InitcallStartRawTp      *ebpf.ProgramSpec `ebpf:"initcall_start_raw_tp"`
-	ModuleDoneFexit         *ebpf.ProgramSpec `ebpf:"module_done_fexit"`
-	ModuleDoneKretprobe     *ebpf.ProgramSpec `ebpf:"module_done_kretprobe"`
-	ModuleFreeKprobe        *ebpf.ProgramSpec `ebpf:"module_free_kprobe"`
-	ModuleFreeRawTp         *ebpf.ProgramSpec `ebpf:"module_free_raw_tp"`
-	ModuleLoadKprobe        *ebpf.ProgramSpec `ebpf:"module_load_kprobe"`
-	ModuleLoadRawTp         *ebpf.ProgramSpec `ebpf:"module_load_raw_tp"`
-	OopsFaultFentry         *ebpf.ProgramSpec `ebpf:"oops_fault_fentry"`
-	OopsFaultKprobe         *ebpf.ProgramSpec `ebpf:"oops_fault_kprobe"`
-	OopsGpFentry            *ebpf.ProgramSpec `ebpf:"oops_gp_fentry"`
-	OopsGpKprobe            *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
-	OopsTrapFentry          *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
-	OopsTrapKprobe          *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
-	PanicKprobe             *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
-	WarningFentry           *ebpf.ProgramSpec `ebpf:"warning_fentry"`
-	WarningKprobe           *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
+	BadPageKprobe             *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe          *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe    *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
+	ExecFaultOopsKprobe       *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
+	ExecFaultRawTp            *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
+	InitcallFinishKretprobe   *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
+	InitcallFinishRawTp       *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
+	InitcallFinishRawTpNoscan *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp_noscan"`
+	InitcallStartKprobe       *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
+	InitcallStartRawTp        *ebpf.ProgramSpec `ebpf:"initcall_start_raw_tp"`
+	ModuleDoneFexit           *ebpf.ProgramSpec `ebpf:"module_done_fexit"`
+	ModuleDoneKretprobe       *ebpf.ProgramSpec `ebpf:"module_done_kretprobe"`
+	ModuleFreeKprobe          *ebpf.ProgramSpec `ebpf:"module_free_kprobe"`
+	ModuleFreeRawTp           *ebpf.ProgramSpec `ebpf:"module_free_raw_tp"`
+	ModuleLoadKprobe          *ebpf.ProgramSpec `ebpf:"module_load_kprobe"`
+	ModuleLoadRawTp           *ebpf.ProgramSpec `ebpf:"module_load_raw_tp"`
+	ModuleLoadRawTpNoloop     *ebpf.ProgramSpec `ebpf:"module_load_raw_tp_noloop"`
+	OopsFaultFentry           *ebpf.ProgramSpec `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe           *ebpf.ProgramSpec `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry              *ebpf.ProgramSpec `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe              *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry            *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe            *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
+	PanicKprobe               *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
+	WarningFentry             *ebpf.ProgramSpec `ebpf:"warning_fentry"`
+	WarningKprobe             *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
 }
 
 // KtMapSpecs contains maps before they are loaded into the kernel.
@@ -449,30 +454,32 @@ type KtVariables struct {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
-	BadPageKprobe           *ebpf.Program `ebpf:"bad_page_kprobe"`
-	CrashKexecKprobe        *ebpf.Program `ebpf:"crash_kexec_kprobe"`
-	EmergencyRestartKprobe  *ebpf.Program `ebpf:"emergency_restart_kprobe"`
-	ExecFaultOopsKprobe     *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
-	ExecFaultRawTp          *ebpf.Program `ebpf:"exec_fault_raw_tp"`
-	InitcallFinishKretprobe *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
-	InitcallFinishRawTp     *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
-	InitcallStartKprobe     *ebpf.Program `ebpf:"initcall_start_kprobe"`
-	InitcallStartRawTp      *ebpf.Program `ebpf:"initcall_start_raw_tp"`
-	ModuleDoneFexit         *ebpf.Program `ebpf:"module_done_fexit"`
-	ModuleDoneKretprobe     *ebpf.Program `ebpf:"module_done_kretprobe"`
-	ModuleFreeKprobe        *ebpf.Program `ebpf:"module_free_kprobe"`
-	ModuleFreeRawTp         *ebpf.Program `ebpf:"module_free_raw_tp"`
-	ModuleLoadKprobe        *ebpf.Program `ebpf:"module_load_kprobe"`
-	ModuleLoadRawTp         *ebpf.Program `ebpf:"module_load_raw_tp"`
-	OopsFaultFentry         *ebpf.Program `ebpf:"oops_fault_fentry"`
-	OopsFaultKprobe         *ebpf.Program `ebpf:"oops_fault_kprobe"`
-	OopsGpFentry            *ebpf.Program `ebpf:"oops_gp_fentry"`
-	OopsGpKprobe            *ebpf.Program `ebpf:"oops_gp_kprobe"`
-	OopsTrapFentry          *ebpf.Program `ebpf:"oops_trap_fentry"`
-	OopsTrapKprobe          *ebpf.Program `ebpf:"oops_trap_kprobe"`
-	PanicKprobe             *ebpf.Program `ebpf:"panic_kprobe"`
-	WarningFentry           *ebpf.Program `ebpf:"warning_fentry"`
-	WarningKprobe           *ebpf.Program `ebpf:"warning_kprobe"`
+	BadPageKprobe             *ebpf.Program `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe          *ebpf.Program `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe    *ebpf.Program `ebpf:"emergency_restart_kprobe"`
+	ExecFaultOopsKprobe       *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
+	ExecFaultRawTp            *ebpf.Program `ebpf:"exec_fault_raw_tp"`
+	InitcallFinishKretprobe   *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
+	InitcallFinishRawTp       *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
+	InitcallFinishRawTpNoscan *ebpf.Program `ebpf:"initcall_finish_raw_tp_noscan"`
+	InitcallStartKprobe       *ebpf.Program `ebpf:"initcall_start_kprobe"`
+	InitcallStartRawTp        *ebpf.Program `ebpf:"initcall_start_raw_tp"`
+	ModuleDoneFexit           *ebpf.Program `ebpf:"module_done_fexit"`
+	ModuleDoneKretprobe       *ebpf.Program `ebpf:"module_done_kretprobe"`
+	ModuleFreeKprobe          *ebpf.Program `ebpf:"module_free_kprobe"`
+	ModuleFreeRawTp           *ebpf.Program `ebpf:"module_free_raw_tp"`
+	ModuleLoadKprobe          *ebpf.Program `ebpf:"module_load_kprobe"`
+	ModuleLoadRawTp           *ebpf.Program `ebpf:"module_load_raw_tp"`
+	ModuleLoadRawTpNoloop     *ebpf.Program `ebpf:"module_load_raw_tp_noloop"`
+	OopsFaultFentry           *ebpf.Program `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe           *ebpf.Program `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry              *ebpf.Program `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe              *ebpf.Program `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry            *ebpf.Program `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe            *ebpf.Program `ebpf:"oops_trap_kprobe"`
+	PanicKprobe               *ebpf.Program `ebpf:"panic_kprobe"`
+	WarningFentry             *ebpf.Program `ebpf:"warning_fentry"`
+	WarningKprobe             *ebpf.Program `ebpf:"warning_kprobe"`
 }
 
 func (p *KtPrograms) Close() error {
@@ -484,6 +491,7 @@ func (p *KtPrograms) Close() error {
 		p.ExecFaultRawTp,
 		p.InitcallFinishKretprobe,
 		p.InitcallFinishRawTp,
+		p.InitcallFinishRawTpNoscan,
 		p.InitcallStartKprobe,
 		p.InitcallStartRawTp,
 		p.ModuleDoneFexit,
@@ -492,6 +500,7 @@ func (p *KtPrograms) Close() error {
 		p.ModuleFreeRawTp,
 		p.ModuleLoadKprobe,
 		p.ModuleLoadRawTp,
+		p.ModuleLoadRawTpNoloop,
 		p.OopsFaultFentry,
 		p.OopsFaultKprobe,
 		p.OopsGpFentry,

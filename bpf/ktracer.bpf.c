@@ -169,9 +169,8 @@ struct symbol_walk {
 	char *typetab;
 };
 
-static long emit_symbol(__u32 i, void *data)
+static __always_inline long emit_symbol_inline(__u32 i, struct symbol_walk *w)
 {
-	struct symbol_walk *w = data;
 	struct module_symbol_event *e;
 	Elf64_Sym sym;
 
@@ -199,11 +198,21 @@ static long emit_symbol(__u32 i, void *data)
 	return 0;
 }
 
+/* The bpf_loop callback; the variant without bpf_loop inlines the body, as
+ * 5.10's verifier fails (EFAULT) on the subprogram call in a loop. */
+static long emit_symbol(__u32 i, void *data)
+{
+	return emit_symbol_inline(i, data);
+}
+
 /*
  * Init symbols vanish from kallsyms once init memory is freed, so the whole
  * init-time symbol table is sent now, while mod->kallsyms still points at it.
  */
-static __always_inline int on_module_load(struct module *mod)
+/* Symbols a module_load variant without bpf_loop can send. */
+#define NOLOOP_MAX_SYMBOLS 256
+
+static __always_inline int on_module_load(struct module *mod, bool use_bpf_loop)
 {
 	struct module_load_event *e;
 	struct mod_kallsyms *ks;
@@ -236,21 +245,43 @@ static __always_inline int on_module_load(struct module *mod)
 	BPF_CORE_READ_STR_INTO(&e->name, mod, name);
 	bpf_ringbuf_submit(e, 0);
 
-	if (w.symtab && w.strtab && n)
-		bpf_loop(n, emit_symbol, &w, 0);
+	if (w.symtab && w.strtab && n) {
+		if (use_bpf_loop) {
+			bpf_loop(n, emit_symbol, &w, 0);
+		} else {
+			/* Kernels before 5.17 have no bpf_loop, and 5.10's verifier
+			 * fails (EFAULT) on a bounded loop here: fully unrolled, so
+			 * there is no back-edge for it to track. */
+			__u32 i;
+
+#pragma unroll
+			for (i = 0; i < NOLOOP_MAX_SYMBOLS; i++)
+				if (i < n)
+					emit_symbol_inline(i, &w);
+			if (n > NOLOOP_MAX_SYMBOLS)
+				count(COUNTER_SYMBOLS_TRUNCATED);
+		}
+	}
 	return 0;
 }
 
 SEC("raw_tp/module_load")
 int BPF_PROG(module_load_raw_tp, struct module *mod)
 {
-	return on_module_load(mod);
+	return on_module_load(mod, true);
 }
 
 SEC("kprobe/do_init_module")
 int BPF_KPROBE(module_load_kprobe, struct module *mod)
 {
-	return on_module_load(mod);
+	return on_module_load(mod, true);
+}
+
+/* Before 5.17: no bpf_loop, at most NOLOOP_MAX_SYMBOLS symbols. */
+SEC("raw_tp/module_load")
+int BPF_PROG(module_load_raw_tp_noloop, struct module *mod)
+{
+	return on_module_load(mod, false);
 }
 
 /* ---- dangling init pointers ---------------------------------------------- */
@@ -387,8 +418,9 @@ static __always_inline int on_initcall_start(__u64 func)
 	return 0;
 }
 
-/* func is 0 when the hook cannot see it (kretprobe): taken from the start. */
-static __always_inline int on_initcall_finish(__u64 func, int ret)
+/* func is 0 when the hook cannot see it (kretprobe): taken from the start.
+ * scan is false for the variant that runs without bpf_loop. */
+static __always_inline int on_initcall_finish(__u64 func, int ret, bool scan)
 {
 	struct initcall_start_val *start;
 	struct initcall_event *e;
@@ -406,7 +438,7 @@ static __always_inline int on_initcall_finish(__u64 func, int ret)
 		bpf_map_delete_elem(&initcall_starts, &tid);
 	}
 	/* A module's init succeeded: its init memory is about to be freed. */
-	loading_mod = bpf_map_lookup_elem(&loading, &tid);
+	loading_mod = scan ? bpf_map_lookup_elem(&loading, &tid) : NULL;
 	if (loading_mod && ret >= 0) {
 		struct module *mod = (struct module *)*loading_mod;
 
@@ -433,7 +465,14 @@ int BPF_PROG(initcall_start_raw_tp, void *func)
 SEC("raw_tp/initcall_finish")
 int BPF_PROG(initcall_finish_raw_tp, void *func, int ret)
 {
-	return on_initcall_finish((__u64)func, ret);
+	return on_initcall_finish((__u64)func, ret, true);
+}
+
+/* Before 5.17: no bpf_loop, so no scan for dangling init pointers. */
+SEC("raw_tp/initcall_finish")
+int BPF_PROG(initcall_finish_raw_tp_noscan, void *func, int ret)
+{
+	return on_initcall_finish((__u64)func, ret, false);
 }
 
 SEC("kprobe/do_one_initcall")
@@ -445,7 +484,7 @@ int BPF_KPROBE(initcall_start_kprobe, void *func)
 SEC("kretprobe/do_one_initcall")
 int BPF_KRETPROBE(initcall_finish_kretprobe, int ret)
 {
-	return on_initcall_finish(0, ret);
+	return on_initcall_finish(0, ret, true);
 }
 
 /* ---- module init done, module free ----------------------------------------- */

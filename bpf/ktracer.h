@@ -189,7 +189,8 @@ enum addr_param {
 enum counter {
 	COUNTER_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve failed: record lost */
 	COUNTER_SCAN_TRUNCATED = 1, /* data scan hit its bound */
-	COUNTER_MAX = 2,
+	COUNTER_SYMBOLS_TRUNCATED = 2, /* symbol walk without bpf_loop hit its bound */
+	COUNTER_MAX = 3,
 };
 
 #ifdef __BPF__

@@ -19,6 +19,7 @@ type Hook struct {
 	Attached bool   `json:"attached"`
 	Method   string `json:"method,omitempty"`
 	Target   string `json:"target,omitempty"`
+	Degraded string `json:"degraded,omitempty"` // what the attached variant gives up
 	Error    string `json:"error,omitempty"`
 }
 
@@ -162,7 +163,9 @@ type textWriter struct {
 func (t *textWriter) Attached(hooks []Hook) error {
 	var parts []string
 	for _, h := range hooks {
-		if h.Attached {
+		if h.Attached && h.Degraded != "" {
+			parts = append(parts, h.Name+" ("+h.Method+", degraded: "+h.Degraded+")")
+		} else if h.Attached {
 			parts = append(parts, h.Name+" ("+h.Method+")")
 		} else {
 			parts = append(parts, h.Name+" (NOT ATTACHED: "+h.Error+")")

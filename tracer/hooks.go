@@ -23,6 +23,9 @@ type candidate struct {
 	prog   string
 	method Method
 	target string // tracepoint or kernel function
+	// degraded says what this variant gives up, e.g. on kernels without
+	// bpf_loop (before 5.17); "" for a full variant.
+	degraded string
 }
 
 // hook is one thing ktracer observes. A required hook that attaches by no
@@ -38,62 +41,64 @@ type hook struct {
 // function pointer), so the initcall hooks fall back to kprobes, not fexit.
 var hooks = []hook{
 	{name: "module_load", required: true, candidates: []candidate{
-		{bpf.KtProgModuleLoadRawTp, RawTracepoint, "module_load"},
-		{bpf.KtProgModuleLoadKprobe, Kprobe, "do_init_module"},
+		{bpf.KtProgModuleLoadRawTp, RawTracepoint, "module_load", ""},
+		{bpf.KtProgModuleLoadKprobe, Kprobe, "do_init_module", ""},
+		{bpf.KtProgModuleLoadRawTpNoloop, RawTracepoint, "module_load", "no bpf_loop (kernel before 5.17): only a module's first 256 symbols are captured"},
 	}},
 	{name: "initcall_start", candidates: []candidate{
-		{bpf.KtProgInitcallStartRawTp, RawTracepoint, "initcall_start"},
-		{bpf.KtProgInitcallStartKprobe, Kprobe, "do_one_initcall"},
+		{bpf.KtProgInitcallStartRawTp, RawTracepoint, "initcall_start", ""},
+		{bpf.KtProgInitcallStartKprobe, Kprobe, "do_one_initcall", ""},
 	}},
 	{name: "initcall_finish", required: true, candidates: []candidate{
-		{bpf.KtProgInitcallFinishRawTp, RawTracepoint, "initcall_finish"},
-		{bpf.KtProgInitcallFinishKretprobe, Kretprobe, "do_one_initcall"},
+		{bpf.KtProgInitcallFinishRawTp, RawTracepoint, "initcall_finish", ""},
+		{bpf.KtProgInitcallFinishKretprobe, Kretprobe, "do_one_initcall", ""},
+		{bpf.KtProgInitcallFinishRawTpNoscan, RawTracepoint, "initcall_finish", "no bpf_loop (kernel before 5.17): no scan for dangling init pointers"},
 	}},
 	{name: "module_init_done", candidates: []candidate{
-		{bpf.KtProgModuleDoneFexit, Fexit, "do_init_module"},
-		{bpf.KtProgModuleDoneKretprobe, Kretprobe, "do_init_module"},
+		{bpf.KtProgModuleDoneFexit, Fexit, "do_init_module", ""},
+		{bpf.KtProgModuleDoneKretprobe, Kretprobe, "do_init_module", ""},
 	}},
 	{name: "module_free", candidates: []candidate{
-		{bpf.KtProgModuleFreeRawTp, RawTracepoint, "module_free"},
-		{bpf.KtProgModuleFreeKprobe, Kprobe, "free_module"},
+		{bpf.KtProgModuleFreeRawTp, RawTracepoint, "module_free", ""},
+		{bpf.KtProgModuleFreeKprobe, Kprobe, "free_module", ""},
 	}},
 	// Calls into freed init text: the instruction-fetch page fault they
 	// cause, or the oops that follows where the exceptions tracepoints are
 	// missing.
 	{name: "exec_fault", candidates: []candidate{
-		{bpf.KtProgExecFaultRawTp, RawTracepoint, "page_fault_kernel"},
-		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops"},
+		{bpf.KtProgExecFaultRawTp, RawTracepoint, "page_fault_kernel", ""},
+		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops", ""},
 	}},
 	// The panic path (seed incident 3). There are no tracepoints here, so
 	// fentry first; panic() is variadic (no fentry), and bad_page's caller
 	// is read from the stack at entry, so those two are kprobes only.
 	{name: "oops_page_fault", candidates: []candidate{
-		{bpf.KtProgOopsFaultFentry, Fentry, "page_fault_oops"},
-		{bpf.KtProgOopsFaultKprobe, Kprobe, "page_fault_oops"},
+		{bpf.KtProgOopsFaultFentry, Fentry, "page_fault_oops", ""},
+		{bpf.KtProgOopsFaultKprobe, Kprobe, "page_fault_oops", ""},
 	}},
 	{name: "oops_trap", candidates: []candidate{
-		{bpf.KtProgOopsTrapFentry, Fentry, "die"},
-		{bpf.KtProgOopsTrapKprobe, Kprobe, "die"},
+		{bpf.KtProgOopsTrapFentry, Fentry, "die", ""},
+		{bpf.KtProgOopsTrapKprobe, Kprobe, "die", ""},
 	}},
 	{name: "oops_gp", candidates: []candidate{
-		{bpf.KtProgOopsGpFentry, Fentry, "die_addr"},
-		{bpf.KtProgOopsGpKprobe, Kprobe, "die_addr"},
+		{bpf.KtProgOopsGpFentry, Fentry, "die_addr", ""},
+		{bpf.KtProgOopsGpKprobe, Kprobe, "die_addr", ""},
 	}},
 	{name: "warning", candidates: []candidate{
-		{bpf.KtProgWarningFentry, Fentry, "__warn"},
-		{bpf.KtProgWarningKprobe, Kprobe, "__warn"},
+		{bpf.KtProgWarningFentry, Fentry, "__warn", ""},
+		{bpf.KtProgWarningKprobe, Kprobe, "__warn", ""},
 	}},
 	{name: "bad_page", candidates: []candidate{
-		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page"},
+		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page", ""},
 	}},
 	{name: "panic", candidates: []candidate{
-		{bpf.KtProgPanicKprobe, Kprobe, "panic"},
+		{bpf.KtProgPanicKprobe, Kprobe, "panic", ""},
 	}},
 	{name: "crash_kexec", candidates: []candidate{
-		{bpf.KtProgCrashKexecKprobe, Kprobe, "__crash_kexec"},
+		{bpf.KtProgCrashKexecKprobe, Kprobe, "__crash_kexec", ""},
 	}},
 	{name: "emergency_restart", candidates: []candidate{
-		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart"},
+		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart", ""},
 	}},
 }
 

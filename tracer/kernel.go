@@ -94,7 +94,11 @@ func Describe(hooks []HookStatus) string {
 	var b strings.Builder
 	for _, h := range hooks {
 		if h.Attached {
-			fmt.Fprintf(&b, "hook %s: %s %s\n", h.Hook, h.Method, h.Target)
+			fmt.Fprintf(&b, "hook %s: %s %s", h.Hook, h.Method, h.Target)
+			if h.Degraded != "" {
+				fmt.Fprintf(&b, " (degraded: %s)", h.Degraded)
+			}
+			b.WriteString("\n")
 		} else {
 			fmt.Fprintf(&b, "hook %s: not attached: %s\n", h.Hook, strings.ReplaceAll(h.Err.Error(), "\n", "; "))
 		}

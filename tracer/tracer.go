@@ -28,7 +28,8 @@ type HookStatus struct {
 	Attached bool
 	Method   Method // empty when not attached
 	Target   string
-	Err      error // every method's failure, when not attached
+	Degraded string // what the attached variant gives up, if anything
+	Err      error  // every method's failure, when not attached
 }
 
 // Tracer owns the loaded programs, their links and the ring buffer reader.
@@ -141,7 +142,8 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, methods []Method, cac
 			if err == nil {
 				t.progs = append(t.progs, prog)
 				t.links = append(t.links, l)
-				st.Attached, st.Method, st.Target = true, c.method, c.target
+				st.Attached, st.Method, st.Target, st.Degraded = true, c.method, c.target, c.degraded
+				st.Err = errors.Join(errs...) // why better variants failed
 				return st
 			}
 			prog.Close()
@@ -262,16 +264,18 @@ func (t *Tracer) RingBufferFill() float64 {
 
 // Counters sums the per-CPU counters kept by the BPF programs.
 type Counters struct {
-	Lost          uint64 // records dropped because the ring buffer was full
-	ScanTruncated uint64 // data scans that hit their bound
+	Lost             uint64 // records dropped because the ring buffer was full
+	ScanTruncated    uint64 // data scans that hit their bound
+	SymbolsTruncated uint64 // symbol walks without bpf_loop that hit their bound
 }
 
 // Counters reads the BPF-side counters.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
 	for idx, dst := range map[uint32]*uint64{
-		uint32(bpf.KtCounterCOUNTER_RINGBUF_FULL):   &c.Lost,
-		uint32(bpf.KtCounterCOUNTER_SCAN_TRUNCATED): &c.ScanTruncated,
+		uint32(bpf.KtCounterCOUNTER_RINGBUF_FULL):      &c.Lost,
+		uint32(bpf.KtCounterCOUNTER_SCAN_TRUNCATED):    &c.ScanTruncated,
+		uint32(bpf.KtCounterCOUNTER_SYMBOLS_TRUNCATED): &c.SymbolsTruncated,
 	} {
 		var perCPU []uint64
 		if err := t.maps[bpf.KtMapCounters].Lookup(idx, &perCPU); err != nil {

@@ -158,8 +158,8 @@ func (s *session) close() {
 func exportHooks(hs []tracer.HookStatus) []export.Hook {
 	out := make([]export.Hook, len(hs))
 	for i, h := range hs {
-		out[i] = export.Hook{Name: h.Hook, Attached: h.Attached, Method: string(h.Method), Target: h.Target}
-		if h.Err != nil {
+		out[i] = export.Hook{Name: h.Hook, Attached: h.Attached, Method: string(h.Method), Target: h.Target, Degraded: h.Degraded}
+		if h.Err != nil && !h.Attached {
 			out[i].Error = h.Err.Error()
 		}
 	}
