@@ -7,7 +7,7 @@ BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build unit vm e2e test demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build unit vm e2e e2e-deps test demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
@@ -24,8 +24,15 @@ vm:
 	e2e/vm/setup.sh $(VMDIR)
 
 # Real-kernel tests: they fail, never skip, when the VM cannot boot.
-e2e: vm
-	cd e2e && $(GO) test -tags e2e -count=1 -timeout 40m -v . -vmdir $(VMDIR)
+e2e: vm e2e-deps
+	cd e2e && $(GO) test -tags e2e -count=1 -timeout 60m -v . -vmdir $(VMDIR)
+
+# The daemon's tests: a real Prometheus scrapes the VM, promtool checks the
+# metrics and the alerting rules, systemd-analyze verifies the unit. The
+# tests run the prometheus binary themselves, on free loopback ports.
+e2e-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus systemd >/dev/null; }
 
 test: unit e2e
 
