@@ -7,7 +7,7 @@ BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build unit vm e2e e2e-deps test demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build unit vm e2e e2e-deps test fuzz demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
@@ -64,7 +64,14 @@ vmlinux.h:
 	  bpftool btf dump file /sys/kernel/btf/vmlinux format c; } > vmlinux.h
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./decoder/
+	$(GO) test -run '^$$' -bench . -benchmem ./decoder/ ./boot/
+
+# Every fuzz target for FUZZTIME each (the seed corpora run with every go test).
+FUZZTIME ?= 30s
+fuzz:
+	for t in FuzzDecode FuzzAnalyzer FuzzReadRecording FuzzParseKallsyms FuzzFormatPanic; do \
+		$(GO) test ./decoder/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 clean:
 	rm -rf build
