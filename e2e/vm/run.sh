@@ -17,6 +17,8 @@
 #   --reboot       let a guest reboot or panic restart the guest in the same
 #                  QEMU process (RAM kept: pstore survives); guest.sh runs on
 #                  every boot and must tell the boots apart
+#   --disk FILE    a raw disk image as /dev/vda (virtio): state that must
+#                  survive --reboot; needs --kmod virtio_pci --kmod virtio_blk
 #   --hostfwd SPEC user networking with hostfwd=SPEC (repeatable), e.g.
 #                  tcp:127.0.0.1:19100-:9100; needs --kmod virtio_pci --kmod
 #                  virtio_net and, in the guest, modprobe virtio_pci virtio_net;
@@ -52,7 +54,7 @@ PROG=run.sh
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 die() { echo "$PROG: $*" >&2; exit 2; }
 
-VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 LOG='' KMODS=() REBOOT='' HOSTFWD=()
+VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 LOG='' KMODS=() REBOOT='' HOSTFWD=() DISK=''
 ACCEL=${KT_VM_ACCEL:-tcg}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -66,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--log) LOG=$2; shift 2 ;;
 	--reboot) REBOOT=1; shift ;;
 	--hostfwd) HOSTFWD+=("$2"); shift 2 ;;
+	--disk) DISK=$2; shift 2 ;;
 	--accel) ACCEL=$2; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "$PROG: unknown argument $1" >&2; usage ;;
@@ -194,11 +197,13 @@ if [ ${#HOSTFWD[@]} -gt 0 ]; then
 	for f in "${HOSTFWD[@]}"; do opt+=",hostfwd=$f"; done
 	NIC=(-nic "$opt")
 fi
+DRIVE=()
+[ -z "$DISK" ] || DRIVE=(-drive "file=$DISK,format=raw,if=virtio")
 set +e
 # shellcheck disable=SC2086
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
 	-machine q35 -accel "$ACCEL" -cpu "$CPU" -m "$MEM" -smp 2 \
-	-display none -vga none -monitor none -serial stdio $REBOOTOPT "${NIC[@]}" \
+	-display none -vga none -monitor none -serial stdio $REBOOTOPT "${NIC[@]}" "${DRIVE[@]}" \
 	-kernel "$VMDIR/vmlinuz" -initrd "$WORK/initrd.gz" \
 	-append "$CMDLINE" </dev/null | tr -d '\r' | tee "$OUT"
 rc=("${PIPESTATUS[@]}")
