@@ -40,6 +40,11 @@ type Tracer struct {
 	reader *ringbuf.Reader
 	hooks  []HookStatus
 	params sync.WaitGroup // the kallsyms look-up filling the params map
+
+	// readerMu guards closing the reader against RingBufferFill: the
+	// ring's memory is unmapped on close, and reading it then faults.
+	readerMu     sync.RWMutex
+	readerClosed bool
 }
 
 // sharedMaps are created once and shared by every program variant.
@@ -235,7 +240,7 @@ func (t *Tracer) Hooks() []HookStatus { return t.hooks }
 // done, Drain finished, or handle fails. The slice is reused: handle must
 // not keep it. It returns nil on a clean end.
 func (t *Tracer) Read(ctx context.Context, handle func(raw []byte) error) error {
-	stop := context.AfterFunc(ctx, func() { t.reader.Close() })
+	stop := context.AfterFunc(ctx, t.closeReader)
 	defer stop()
 	var rec ringbuf.Record
 	for {
@@ -257,9 +262,24 @@ func (t *Tracer) Read(ctx context.Context, handle func(raw []byte) error) error 
 // been handed on.
 func (t *Tracer) Drain() error { return t.reader.Flush() }
 
-// RingBufferFill is the fraction of the ring buffer waiting to be read.
+// RingBufferFill is the fraction of the ring buffer waiting to be read; 0
+// once reading has stopped. Safe to call from any goroutine.
 func (t *Tracer) RingBufferFill() float64 {
+	t.readerMu.RLock()
+	defer t.readerMu.RUnlock()
+	if t.reader == nil || t.readerClosed {
+		return 0
+	}
 	return float64(t.reader.AvailableBytes()) / float64(t.reader.BufferSize())
+}
+
+func (t *Tracer) closeReader() {
+	t.readerMu.Lock()
+	defer t.readerMu.Unlock()
+	if t.reader != nil && !t.readerClosed {
+		t.reader.Close()
+		t.readerClosed = true
+	}
 }
 
 // Counters sums the per-CPU counters kept by the BPF programs.
@@ -291,9 +311,7 @@ func (t *Tracer) Counters() (Counters, error) {
 // Close detaches every hook and frees the programs and maps.
 func (t *Tracer) Close() error {
 	t.params.Wait()
-	if t.reader != nil {
-		t.reader.Close()
-	}
+	t.closeReader()
 	for _, l := range t.links {
 		l.Close()
 	}
