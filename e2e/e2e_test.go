@@ -124,11 +124,18 @@ func boot(t *testing.T, script string, addToPayload func(dir string) error, extr
 			t.Fatalf("prepare payload: %v", err)
 		}
 	}
+	return runGuest(t, *vmDir, payload, script, extraArgs...)
+}
+
+// runGuest boots the kernel in vmdir with payload, runs script and parses
+// its KT-OUT lines.
+func runGuest(t *testing.T, vmdir, payload, script string, extraArgs ...string) *guest {
+	t.Helper()
 	scriptPath := filepath.Join(t.TempDir(), "guest.sh")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--vmdir", *vmDir, "--payload", payload, "--script", scriptPath}, extraArgs...)
+	args := append([]string{"--vmdir", vmdir, "--payload", payload, "--script", scriptPath}, extraArgs...)
 	start := time.Now()
 	cmd := exec.Command("./vm/run.sh", args...)
 	var stdout, stderr bytes.Buffer
