@@ -7,7 +7,7 @@ BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build unit vm e2e e2e-deps test fuzz demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build unit vm e2e e2e-deps test test-matrix fuzz demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
@@ -35,6 +35,11 @@ e2e-deps:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus systemd >/dev/null; }
 
 test: unit e2e
+
+# The kernel matrix alone (also part of e2e): Debian bullseye 5.10, bookworm
+# 6.1, trixie 6.12; writes build/matrix.md.
+test-matrix: vm
+	cd e2e && $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestKernelMatrix . -vmdir $(VMDIR)
 
 # What a newcomer sees first: ktracer watch catching the test modules live.
 demo: vm build
