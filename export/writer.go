@@ -161,17 +161,30 @@ type textWriter struct {
 }
 
 func (t *textWriter) Attached(hooks []Hook) error {
-	var parts []string
+	attached := 0
+	var missing, degraded []string
 	for _, h := range hooks {
-		if h.Attached && h.Degraded != "" {
-			parts = append(parts, h.Name+" ("+h.Method+", degraded: "+h.Degraded+")")
-		} else if h.Attached {
-			parts = append(parts, h.Name+" ("+h.Method+")")
-		} else {
-			parts = append(parts, h.Name+" (NOT ATTACHED: "+h.Error+")")
+		switch {
+		case !h.Attached:
+			missing = append(missing, h.Name)
+		case h.Degraded != "":
+			attached++
+			degraded = append(degraded, h.Name+" ("+h.Degraded+")")
+		default:
+			attached++
 		}
 	}
-	_, err := fmt.Fprintf(t.w, "ktracer: watching; hooks: %s\n", strings.Join(parts, ", "))
+	line := fmt.Sprintf("ktracer: watching, %d of %d hooks attached", attached, len(hooks))
+	if len(missing) > 0 {
+		line += "; not attached: " + strings.Join(missing, ", ")
+	}
+	if len(degraded) > 0 {
+		line += "; degraded: " + strings.Join(degraded, ", ")
+	}
+	if len(missing)+len(degraded) > 0 {
+		line += " (-v says why)"
+	}
+	_, err := fmt.Fprintln(t.w, line)
 	return err
 }
 
