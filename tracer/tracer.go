@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -81,6 +82,11 @@ func New(opts Options) (*Tracer, error) {
 		return nil, err
 	}
 	t.attachAll(spec, opts.Methods)
+	// The parsed kernel BTF (tens of MB) is garbage now: give it back to the
+	// kernel at once rather than whenever the scavenger gets to it, so a
+	// long-running daemon stays small.
+	spec = nil
+	debug.FreeOSMemory()
 
 	if err := t.checkHooks(opts.Strict); err != nil {
 		t.Close()
