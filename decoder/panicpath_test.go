@@ -88,3 +88,35 @@ func TestBadPageBlamesModuleInStack(t *testing.T) {
 		t.Fatalf("got %+v", f)
 	}
 }
+
+// panic() then __crash_kexec: the panic's message rendered from what BPF
+// saw, then whether a crash kernel was there to take over.
+func TestPanicThenCrashKexec(t *testing.T) {
+	a := NewAnalyzer(Config{})
+	var p bpf.KtPanicEvent
+	p.Hdr = header(bpf.KtEventTypeEVENT_PANIC, sizeOf(p), 1, 700)
+	cname(p.Fmt[:], "%s: %d\n")
+	p.Args = [5]uint64{0xffffffffc0000000, 0xfffffff4}
+	cname(p.Str[0][:], "Fatal exception in interrupt")
+	cname(p.Comm[:], "kworker/0:1")
+	var c bpf.KtCrashEvent
+	c.Hdr = header(bpf.KtEventTypeEVENT_CRASH_KEXEC, sizeOf(c), 1, 701)
+	c.CrashKernelLoaded = 0
+	var r bpf.KtCrashEvent
+	r.Hdr = header(bpf.KtEventTypeEVENT_EMERGENCY_RESTART, sizeOf(r), 1, 702)
+	r.CrashKernelLoaded = 2 // the kallsyms look-up had not finished
+	evs := run(t, a, Encode(&p), Encode(&c), Encode(&r))
+	if len(evs) != 3 {
+		t.Fatalf("events %+v", evs)
+	}
+	if f := evs[0]; f.Rule != RulePanic || f.Reason != "Fatal exception in interrupt: -12" || f.Task != "kworker/0:1" ||
+		!strings.HasPrefix(f.Message, "Kernel panic - not syncing: Fatal exception in interrupt: -12") {
+		t.Errorf("panic = %+v", f)
+	}
+	if e := evs[1]; e.Kind != KindCrashKexec || e.CrashKernelLoaded == nil || *e.CrashKernelLoaded {
+		t.Errorf("crash_kexec = %+v, want crash kernel not loaded", e)
+	}
+	if e := evs[2]; e.Kind != KindEmergencyRestart || e.CrashKernelLoaded != nil {
+		t.Errorf("emergency_restart = %+v, want unknown crash kernel state", e)
+	}
+}
