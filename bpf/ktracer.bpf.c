@@ -194,9 +194,11 @@ static __always_inline long emit_symbol_inline(__u32 i, struct symbol_walk *w)
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	if (bpf_probe_read_kernel_str(e->name, sizeof(e->name), w->strtab + sym.st_name) < 0)
 		e->name[0] = 0;
-	/* No wake-up per symbol: dozens per load would each wake the reader
-	 * while insmod runs; the initcall record that follows wakes it. */
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	/* Default (adaptive) wake-up: the kernel wakes the reader only when it
+	 * had caught up, so a burst of symbols costs one wake-up. NO_WAKEUP
+	 * here starved the reader: the next record then saw it behind and did
+	 * not wake it either, and records were lost (TestStorm). */
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 

@@ -315,3 +315,19 @@ func TestModuleWithoutInitIsAnnounced(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// With the init symbols lost, an init text address is not named after the
+// last core-text function: it stays an address.
+func TestFunctionStaysInItsRegion(t *testing.T) {
+	a := NewAnalyzer(Config{})
+	evs := run(t, a,
+		loadRecord("kt_mod", 8),
+		symbolRecord(8, textBase+0x100, 't', "kt_mod_exit"),
+		initcallRecord(bpf.KtEventTypeEVENT_INITCALL_FINISH, 8, initFn, 0, 0),
+	)
+	for _, e := range evs {
+		if e.Kind == KindInitcall && e.Function != "0xffffffffc0c06010" {
+			t.Errorf("init function named %q, want its address", e.Function)
+		}
+	}
+}

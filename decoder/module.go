@@ -122,7 +122,11 @@ func isText(kind byte) bool { return kind == 't' || kind == 'T' }
 // Function names the function containing addr: the nearest text symbol at
 // or below it, within the module's text or init text.
 func (m *Module) Function(addr uint64) (name string, offset uint64, ok bool) {
-	if !m.Text.Contains(addr) && !m.InitText.Contains(addr) {
+	region := m.Text
+	if !region.Contains(addr) {
+		region = m.InitText
+	}
+	if !region.Contains(addr) {
 		return "", 0, false
 	}
 	m.sort()
@@ -135,6 +139,11 @@ func (m *Module) Function(addr uint64) (name string, offset uint64, ok bool) {
 	// syms[:i] have value <= addr; walk back to the first text symbol, then
 	// to the first (preferred) name at that address.
 	for i--; i >= 0; i-- {
+		// The symbol must be in the same region as addr: with init symbols
+		// missing, core text's last function is not the init function.
+		if !region.Contains(m.syms[i].value) {
+			break
+		}
 		if isText(m.syms[i].kind) {
 			v := m.syms[i].value
 			for i > 0 && m.syms[i-1].value == v && isText(m.syms[i-1].kind) {
