@@ -24,9 +24,27 @@ while [ \$r -lt 20 ]; do
 	r=\$((r + 1))
 done
 INNER
-for step in cycles parallel; do
+# 3. stopped: ktracer's output stalls (its reader sleeps) while 200 loads
+#    happen, then SIGINT: what is still in the ring buffer must be reported.
+cat >/tmp/stopped.sh <<INNER
+ktracer watch --output json 2>/tmp/stopped.err | { sleep 20; cat; } >/tmp/stopped.out &
+sleep 8
+i=0
+while [ \$i -lt 200 ]; do
+	/payload/bin/insmod $M/kt_good.ko || exit 1
+	/payload/bin/rmmod kt_good || exit 1
+	i=\$((i + 1))
+done
+kill -INT \$(pidof ktracer)
+wait
+INNER
+for step in cycles parallel stopped; do
 	t0=$(date +%s)
-	ktracer watch --output json -- sh /tmp/$step.sh >/tmp/$step.out 2>/tmp/$step.err
+	if [ $step = stopped ]; then
+		sh /tmp/stopped.sh
+	else
+		ktracer watch --output json -- sh /tmp/$step.sh >/tmp/$step.out 2>/tmp/$step.err
+	fi
 	echo "KT-OUT:$step:exit:$?" >/tmp/$step.status
 	t1=$(date +%s)
 	echo 1 >/proc/sys/kernel/printk

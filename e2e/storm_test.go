@@ -97,4 +97,14 @@ func TestStorm(t *testing.T) {
 		t.Errorf("parallel: load %d live %d failed %d, want 160, 140, 20", st["module_load"], st["module_live"], st["module_init_failed"])
 	}
 	noLoss("parallel")
+
+	// 3. stopped: SIGINT while the output was stalled and the ring buffer
+	// held the rest; every load must still be reported.
+	st = stats("stopped")
+	ic = initcalls("stopped")
+	t.Logf("stopped: %v, initcalls %v", st, ic)
+	if ic["kt_good kt_good_init 0"] != 200 || st["module_free"] != 200 {
+		t.Errorf("stopped: %d initcalls and %d module_free reported after SIGINT, want 200 each", ic["kt_good kt_good_init 0"], st["module_free"])
+	}
+	noLoss("stopped")
 }

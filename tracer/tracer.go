@@ -243,10 +243,11 @@ func (t *Tracer) checkHooks(strict bool) error {
 func (t *Tracer) Hooks() []HookStatus { return t.hooks }
 
 // Read hands every ring-buffer record to handle, in order, until ctx is
-// done, Drain finished, or handle fails. The slice is reused: handle must
-// not keep it. It returns nil on a clean end.
+// done or Drain was called, and then every record already in the ring
+// buffer: a stop loses nothing. It also returns when handle fails. The slice
+// is reused: handle must not keep it. It returns nil on a clean end.
 func (t *Tracer) Read(ctx context.Context, handle func(raw []byte) error) error {
-	stop := context.AfterFunc(ctx, t.closeReader)
+	stop := context.AfterFunc(ctx, func() { t.Drain() })
 	defer stop()
 	var rec ringbuf.Record
 	for {
@@ -266,7 +267,14 @@ func (t *Tracer) Read(ctx context.Context, handle func(raw []byte) error) error 
 
 // Drain makes Read return once every record already in the ring buffer has
 // been handed on.
-func (t *Tracer) Drain() error { return t.reader.Flush() }
+func (t *Tracer) Drain() error {
+	t.readerMu.RLock()
+	defer t.readerMu.RUnlock()
+	if t.reader == nil || t.readerClosed {
+		return nil
+	}
+	return t.reader.Flush()
+}
 
 // RingBufferFill is the fraction of the ring buffer waiting to be read; 0
 // once reading has stopped. Safe to call from any goroutine.

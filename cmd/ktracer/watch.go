@@ -80,6 +80,9 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal drains what the kernel already sent; a second one
+	// kills, as usual, should the output be stuck.
+	context.AfterFunc(ctx, stop)
 	readDone := make(chan error, 1)
 	go func() { readDone <- s.run(ctx) }()
 
