@@ -7,7 +7,7 @@ BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build unit vm e2e e2e-deps test test-matrix fuzz demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build unit vm e2e e2e-deps test test-matrix fuzz bench-quick demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
@@ -68,8 +68,16 @@ vmlinux.h:
 	  echo ' * types that differ between versions have ___flavor definitions in bpf/ktracer.bpf.c. */'; \
 	  bpftool btf dump file /sys/kernel/btf/vmlinux format c; } > vmlinux.h
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./decoder/ ./boot/
+# The performance report: decoder and boot-report benchmarks on the host,
+# and in the VM, side by side with bpftrace (installed from Debian's
+# package): finit_module cost, start-up, memory, idle wake-ups. Written to
+# build/bench.md.
+bench: vm
+	e2e/bench/run.sh --vmdir $(VMDIR)
+
+# A short run to check the harness (2 rounds, 5 loads): not for quoting.
+bench-quick: vm
+	e2e/bench/run.sh --vmdir $(VMDIR) --quick --out build/bench-quick.md
 
 # Every fuzz target for FUZZTIME each (the seed corpora run with every go test).
 FUZZTIME ?= 30s
