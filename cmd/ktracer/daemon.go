@@ -222,6 +222,13 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return fail("--log.format: %w", err)
 	}
 	log := slog.New(handler)
+	// The boot history is written after attaching: find an unusable state
+	// directory now, before any probe exists.
+	if o.stateDir != "" {
+		if err := checkWritableDir(o.stateDir); err != nil {
+			return fail("--state-dir: %w", err)
+		}
+	}
 
 	// Listen before attaching: a port in use is a config error, reported
 	// before any probe exists.
@@ -441,4 +448,19 @@ func buildInfo() export.BuildInfo {
 		b.Version = "devel"
 	}
 	return b
+}
+
+// checkWritableDir creates dir if needed and proves a file can be written
+// there, as the boot history's atomic rename will need.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".ktracer-write-test-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
