@@ -121,9 +121,6 @@ func (l *LazyKernelSymbols) load() *KernelSymbols {
 	return l.ks
 }
 
-// Err reports why kallsyms could not be read, if it could not.
-func (l *LazyKernelSymbols) Err() error { return l.err }
-
 // Symbolize implements Symbolizer.
 func (l *LazyKernelSymbols) Symbolize(addr uint64) (string, uint64, bool) {
 	if ks := l.load(); ks != nil {

@@ -88,9 +88,6 @@ func (m *Module) addSymbol(s *Record) {
 	m.sorted = false
 }
 
-// Symbols is the number of symbols captured.
-func (m *Module) Symbols() int { return len(m.syms) }
-
 func (m *Module) name(s *symbol) string {
 	return string(m.names[s.nameOff : s.nameOff+uint32(s.nameLen)])
 }

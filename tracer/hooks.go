@@ -111,12 +111,3 @@ func ParseMethod(s string) (Method, error) {
 	}
 	return "", fmt.Errorf("unknown attach method %q (want raw_tracepoint, fentry, fexit, kprobe or kretprobe)", s)
 }
-
-// HookNames lists every hook the tracer knows, for metrics and docs.
-func HookNames() []string {
-	names := make([]string, len(hooks))
-	for i, h := range hooks {
-		names[i] = h.name
-	}
-	return names
-}
