@@ -33,6 +33,9 @@ type Summary struct {
 	// Words pointing into init text that the scan found but that are not
 	// function pointers held in a named data object, so not reported.
 	IgnoredInitPointers uint64
+	// Module loads whose symbol walk hit its bound (kernels without
+	// bpf_loop keep a module's first 256 symbols): names may be missing.
+	TruncatedSymbolWalks uint64
 }
 
 // Writer presents a stream of events.
@@ -144,7 +147,8 @@ func (j *jsonWriter) Summary(s Summary) error {
 		Lost        uint64         `json:"lost_records"`
 		Corrupt     uint64         `json:"corrupt_records"`
 		Ignored     uint64         `json:"ignored_init_pointers"`
-	}{"summary", s.ModuleInits, s.FailedInits, severityCounts(s.Findings), s.Lost, s.Corrupt, s.IgnoredInitPointers})
+		Truncated   uint64         `json:"truncated_symbol_walks"`
+	}{"summary", s.ModuleInits, s.FailedInits, severityCounts(s.Findings), s.Lost, s.Corrupt, s.IgnoredInitPointers, s.TruncatedSymbolWalks})
 }
 
 func severityCounts(m map[decoder.Severity]int) map[string]int {
@@ -228,6 +232,9 @@ func (t *textWriter) Summary(s Summary) error {
 	f := severityCounts(s.Findings)
 	_, err := fmt.Fprintf(t.w, "ktracer: %d module inits (%d failed); findings: %d error, %d warning, %d info; %d records lost, %d corrupt\n",
 		s.ModuleInits, s.FailedInits, f["error"], f["warning"], f["info"], s.Lost, s.Corrupt)
+	if err == nil && s.TruncatedSymbolWalks > 0 {
+		_, err = fmt.Fprintf(t.w, "ktracer: %d module loads sent only their first symbols (no bpf_loop on this kernel): some function names may be addresses\n", s.TruncatedSymbolWalks)
+	}
 	return err
 }
 

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,5 +31,25 @@ func TestTextAttachedNamesOnlyProblems(t *testing.T) {
 	}
 	if _, err := NewWriter("yaml", nil, nil); err == nil {
 		t.Error("NewWriter accepted an unknown format")
+	}
+}
+
+// A capped symbol walk (kernels without bpf_loop) is reported, not silent.
+func TestSummaryReportsTruncatedSymbolWalks(t *testing.T) {
+	for format, want := range map[string]string{
+		"text": "ktracer: 2 module loads sent only their first symbols",
+		"json": `"truncated_symbol_walks":2`,
+	} {
+		var b bytes.Buffer
+		w, err := NewWriter(format, &b, func(uint64) time.Time { return time.Unix(0, 0) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Summary(Summary{TruncatedSymbolWalks: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s summary %q lacks %q", format, b.String(), want)
+		}
 	}
 }

@@ -128,6 +128,7 @@ func (s *session) summary() (export.Summary, error) {
 	return export.Summary{
 		ModuleInits: st.ModuleInits, FailedInits: st.FailedInits, Findings: s.findings,
 		Lost: counters.Lost, Corrupt: st.Corrupt, IgnoredInitPointers: st.UnattributedInitPointers,
+		TruncatedSymbolWalks: counters.SymbolsTruncated,
 	}, err
 }
 
