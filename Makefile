@@ -2,7 +2,11 @@
 # .ci/run); it installs what it needs from Debian's packages and the Go proxy.
 
 GO       ?= go
-VMDIR    ?= $(CURDIR)/build/vm
+# VM kernels, images and built test modules live outside the clone, so a
+# fresh clone (CI) reuses them; each directory is keyed by its Debian suite
+# and holds its KVER.
+KT_CACHE ?= /var/cache/ktracer
+VMDIR    ?= $(KT_CACHE)/vm-bookworm
 BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)

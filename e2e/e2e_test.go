@@ -23,7 +23,7 @@ import (
 	"time"
 )
 
-var vmDir = flag.String("vmdir", "../build/vm", "directory prepared by e2e/vm/setup.sh")
+var vmDir = flag.String("vmdir", "/var/cache/ktracer/vm-bookworm", "directory prepared by e2e/vm/setup.sh")
 
 // line is one JSON object printed by ktracer watch --output json.
 type line struct {

@@ -26,7 +26,7 @@ import (
 
 var (
 	matrixKernels = flag.String("matrix", "bullseye,bookworm,trixie",
-		"kernels of TestKernelMatrix: Debian suites; the host's own suite uses -vmdir, the others ../build/vm-SUITE")
+		"kernels of TestKernelMatrix: Debian suites; the host's own suite uses -vmdir, the others vm-SUITE beside -vmdir")
 	matrixOut = flag.String("matrix-out", "../build/matrix.md", "where TestKernelMatrix writes its markdown table")
 )
 
@@ -91,7 +91,7 @@ func prepareKernel(t *testing.T, suite string) *matrixKernel {
 	k := &matrixKernel{suite: suite, vmdir: *vmDir}
 	args := []string{k.vmdir}
 	if suite != host {
-		k.vmdir = filepath.Join("..", "build", "vm-"+suite)
+		k.vmdir = filepath.Join(filepath.Dir(*vmDir), "vm-"+suite)
 		args = []string{"--suite", suite, k.vmdir}
 	}
 	start := time.Now()

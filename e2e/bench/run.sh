@@ -27,7 +27,7 @@ set -euo pipefail
 
 PROG=bench/run.sh
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-VMDIR=$ROOT/build/vm OUT=$ROOT/build/bench.md QUICK='' WAITQ=0 MEM=3072 TIMEOUT=''
+VMDIR=${VMDIR:-/var/cache/ktracer/vm-bookworm} OUT=$ROOT/build/bench.md QUICK='' WAITQ=0 MEM=3072 TIMEOUT=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--vmdir) VMDIR=$2; shift 2 ;;
