@@ -12,6 +12,7 @@ require (
 	github.com/spf13/pflag v1.0.10
 	github.com/ulikunitz/xz v0.5.17
 	go.yaml.in/yaml/v2 v2.4.4
+	golang.org/x/arch v0.33.0
 	golang.org/x/sys v0.49.0
 )
 

@@ -295,29 +295,33 @@ var kernelManaged = map[string]bool{
 	".parainstructions":            true, // paravirt patch sites
 	".altinstructions":             true, // alternatives patch sites
 	".altinstr_replacement":        true, // alternatives replacement code
-	".retpoline_sites":             true, // objtool: indirect-thunk call sites
-	".return_sites":                true, // objtool: return thunk sites
-	".call_sites":                  true, // objtool: call depth tracking sites
-	".ibt_endbr_seal":              true, // objtool: ENDBR to seal
-	".static_call_sites":           true, // static call patch sites
-	".smp_locks":                   true, // LOCK prefixes to patch on UP
-	"__jump_table":                 true, // static key patch sites
-	"__bug_table":                  true, // BUG()/WARN() sites
-	"__ex_table":                   true, // exception fixups
-	".orc_unwind":                  true, // ORC unwinder
-	".orc_unwind_ip":               true,
-	".orc_header":                  true,
-	".kcfi_traps":                  true, // kCFI trap sites
-	"__ksymtab":                    true, // exports
-	"__ksymtab_gpl":                true,
-	"__ksymtab_strings":            true,
-	"__kcrctab":                    true,
-	"__kcrctab_gpl":                true,
-	"__versions":                   true,
-	".modinfo":                     true,
-	".BTF":                         true,
-	".BTF_ids":                     true,
-	".comment":                     true,
+	// static_cpu_has()'s out-of-line test before alternatives are
+	// patched: it jumps back to labels inside the very function that
+	// used it, so its jumps into init text belong to that init function.
+	".altinstr_aux":      true,
+	".retpoline_sites":   true, // objtool: indirect-thunk call sites
+	".return_sites":      true, // objtool: return thunk sites
+	".call_sites":        true, // objtool: call depth tracking sites
+	".ibt_endbr_seal":    true, // objtool: ENDBR to seal
+	".static_call_sites": true, // static call patch sites
+	".smp_locks":         true, // LOCK prefixes to patch on UP
+	"__jump_table":       true, // static key patch sites
+	"__bug_table":        true, // BUG()/WARN() sites
+	"__ex_table":         true, // exception fixups
+	".orc_unwind":        true, // ORC unwinder
+	".orc_unwind_ip":     true,
+	".orc_header":        true,
+	".kcfi_traps":        true, // kCFI trap sites
+	"__ksymtab":          true, // exports
+	"__ksymtab_gpl":      true,
+	"__ksymtab_strings":  true,
+	"__kcrctab":          true,
+	"__kcrctab_gpl":      true,
+	"__versions":         true,
+	".modinfo":           true,
+	".BTF":               true,
+	".BTF_ids":           true,
+	".comment":           true,
 }
 
 // IsKernelManaged tells whether a section is one of the kernel's or the
