@@ -134,7 +134,7 @@ func Module(m *kofile.Module) ([]Finding, error) {
 
 func (a *auditor) readRelocs() error {
 	bo := a.m.ELF.ByteOrder
-	for i, s := range a.m.ELF.Sections {
+	for _, s := range a.m.ELF.Sections {
 		if s.Type == elf.SHT_REL {
 			return fmt.Errorf("section %s: REL relocations on x86-64", clean(s.Name))
 		}
@@ -169,7 +169,6 @@ func (a *auditor) readRelocs() error {
 			}
 			a.relocs[target] = append(a.relocs[target], r)
 		}
-		_ = i
 	}
 	for t := range a.relocs {
 		rs := a.relocs[t]
@@ -212,14 +211,19 @@ func (a *auditor) section(s kofile.Section) error {
 		// module's init function, cleared when init memory is freed.
 		return nil
 	case s.Flags&elf.SHF_EXECINSTR != 0:
+		// All code, .exit.text included: with CONFIG_MODULE_UNLOAD (every
+		// distribution kernel) it is kept and runs at rmmod, long after
+		// init text was freed, so its calls into init are time bombs
+		// too (modpost agrees). Init code is decoded for the addresses
+		// it takes; its direct calls into init text are fine.
 		return a.codeSection(s)
 	case kofile.IsInitSection(s.Name):
 		// .init.data, .init.rodata, .init_array...: freed together with
 		// init text, so their references die with it.
 		return nil
 	case s.IsPersistentData():
-		// .exit.data is not persistent data (kofile), and that is right
-		// here too: it holds only the cleanup_module alias' address.
+		// .exit.data is left out (kofile): it is freed with the module
+		// on unload and holds only the cleanup_module alias' address.
 		a.dataSection(s)
 	}
 	return nil

@@ -12,6 +12,10 @@ import (
 	"github.com/ktracer/ktracer/kofile"
 )
 
+// kindInitData marks an address only seen stored into init data, which is
+// freed with init text: no report.
+const kindInitData = "init-data"
+
 // maxTrack bounds how many instructions after an address is computed are
 // followed to see where it goes.
 const maxTrack = 64
@@ -230,8 +234,8 @@ func (a *auditor) addressTaken(f Finding, s kofile.Section, c *codeSection, rs [
 	if f.Kind == KindStored {
 		f.Severity = decoder.SeverityError
 	}
-	if f.Kind == "" || f.Kind == "init-data" {
-		return
+	if f.Kind == kindInitData {
+		return // stored only into data freed with init
 	}
 	a.add(f)
 }
@@ -324,7 +328,7 @@ func (a *auditor) store(f *Finding, in inst, rs []reloc, m x86asm.Mem) {
 				if f.Kind == "" {
 					// Init data (freed with init) or similar: not a
 					// report by itself.
-					f.Kind = "init-data"
+					f.Kind = kindInitData
 				}
 				return
 			}
@@ -333,11 +337,12 @@ func (a *auditor) store(f *Finding, in inst, rs []reloc, m x86asm.Mem) {
 		default:
 			return
 		}
+		where := loc
 		if m.Index != 0 || (m.Base != 0 && m.Base != x86asm.RIP) {
-			loc += " (indexed by a register)"
+			where += " at an index computed at run time"
 		}
 		f.Kind, f.StoredTo = KindStored, loc
-		f.Message = fmt.Sprintf("%s (%s) stores the address of __init %s into %s (%s): it outlives init and then points into freed text", f.Location, f.Section, f.Function, loc, clean(sec))
+		f.Message = fmt.Sprintf("%s (%s) stores the address of __init %s into %s (%s): it outlives init and then points into freed text", f.Location, f.Section, f.Function, where, clean(sec))
 		return
 	}
 	if m.Base == x86asm.RSP || m.Base == x86asm.RBP {
