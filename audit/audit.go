@@ -216,7 +216,7 @@ func (a *auditor) section(s kofile.Section) error {
 		// init text was freed, so its calls into init are time bombs
 		// too (modpost agrees). Init code is decoded for the addresses
 		// it takes; its direct calls into init text are fine.
-		return a.codeSection(s)
+		return a.auditCode(s)
 	case kofile.IsInitSection(s.Name):
 		// .init.data, .init.rodata, .init_array...: freed together with
 		// init text, so their references die with it.
@@ -224,14 +224,14 @@ func (a *auditor) section(s kofile.Section) error {
 	case s.IsPersistentData():
 		// .exit.data is left out (kofile): it is freed with the module
 		// on unload and holds only the cleanup_module alias' address.
-		a.dataSection(s)
+		a.auditData(s)
 	}
 	return nil
 }
 
-// dataSection reports static initializers: words of persistent data that
+// auditData reports static initializers: words of persistent data that
 // point into init text.
-func (a *auditor) dataSection(s kofile.Section) {
+func (a *auditor) auditData(s kofile.Section) {
 	for _, r := range a.relocs[s.Index] {
 		if !a.intoInit(r) {
 			continue

@@ -151,8 +151,8 @@ func isBranch(op x86asm.Op) bool {
 	return false
 }
 
-// codeSection audits the relocations into init text in one code section.
-func (a *auditor) codeSection(s kofile.Section) error {
+// auditCode audits the relocations into init text in one code section.
+func (a *auditor) auditCode(s kofile.Section) error {
 	fromInit := s.IsInitText()
 	var c *codeSection
 	rs := a.relocs[s.Index]

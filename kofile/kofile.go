@@ -252,12 +252,19 @@ func buildID(f *elf.File) string {
 	if err != nil {
 		return ""
 	}
-	bo := f.ByteOrder
+	return BuildIDFromNotes(data, f.ByteOrder)
+}
+
+// BuildIDFromNotes returns the hex NT_GNU_BUILD_ID in ELF notes, "" when
+// there is none: the contents of a .note.gnu.build-id section, or of
+// /sys/module/NAME/notes/.note.gnu.build-id for a loaded module (native
+// byte order), so a loaded module and a file can be compared.
+func BuildIDFromNotes(data []byte, bo binary.ByteOrder) string {
 	for len(data) >= 12 {
 		namesz, descsz, typ := bo.Uint32(data), bo.Uint32(data[4:]), bo.Uint32(data[8:])
 		nameEnd := 12 + align4(uint64(namesz))
 		descEnd := nameEnd + align4(uint64(descsz))
-		if descEnd > uint64(len(data)) {
+		if descEnd > uint64(len(data)) || nameEnd+uint64(descsz) > uint64(len(data)) {
 			return ""
 		}
 		name := strings.TrimRight(string(data[12:12+namesz]), "\x00")

@@ -3,6 +3,7 @@ package kofile
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -258,5 +259,27 @@ func TestLocateBookworm(t *testing.T) {
 	m, err := Open(p)
 	if err != nil || m.Name != "crc7" {
 		t.Fatalf("%s: %v", p, err)
+	}
+}
+
+// The sysfs notes file of a loaded module holds the section as is: the
+// build-id read from it matches the file's.
+func TestBuildIDFromNotes(t *testing.T) {
+	m, err := Open("testdata/kt_timebomb.ko")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.ELF.Section(".note.gnu.build-id")
+	data, err := s.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := BuildIDFromNotes(data, binary.LittleEndian); got != m.BuildID || got == "" {
+		t.Errorf("got %q, want %q", got, m.BuildID)
+	}
+	for _, bad := range [][]byte{nil, data[:11], data[:20], append([]byte{0xff, 0xff, 0xff, 0xff}, data[4:]...)} {
+		if got := BuildIDFromNotes(bad, binary.LittleEndian); got != "" {
+			t.Errorf("%x: %q", bad, got)
+		}
 	}
 }
