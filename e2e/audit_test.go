@@ -74,7 +74,7 @@ func runAudit(t *testing.T, bin string, files ...string) (int, []auditLine) {
 	return status, lines
 }
 
-// TestAuditTestModules builds nothing itself: the kt_audit_* modules are
+// TestAuditTestModules builds no module itself: the kt_audit_* modules are
 // built by vm/setup.sh against the 6.1 headers (make test runs it), with
 // modpost's section mismatch warnings (CONFIG_SECTION_MISMATCH_WARN_ONLY).
 // The real binary must flag each time bomb and stay silent on every
