@@ -5,6 +5,7 @@
 package kofile
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 // MaxSize bounds a module file, decompressed. The largest module Debian
@@ -107,13 +109,17 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 		return nil, err
 	}
 	head = head[:n]
-	src := io.MultiReader(bytes.NewReader(head), r)
+	// Buffered: the xz decoder reads a byte at a time.
+	src := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), r), 64<<10)
 	var dec io.Reader
 	switch {
 	case bytes.HasPrefix(head, magicELF):
 		dec = src
 	case bytes.HasPrefix(head, magicXZ):
-		xr, err := xz.NewReader(src)
+		// The smallest dictionary: the reader grows it to what the
+		// stream declares (1 MiB for kernel modules) instead of
+		// allocating its 8 MiB default for every file.
+		xr, err := xz.ReaderConfig{DictCap: lzma.MinDictCap}.NewReader(src)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)
 		}
