@@ -134,9 +134,9 @@ func writeText(w io.Writer, r *Report) error {
 	case k.ReservedBytes == 0:
 		s.WriteString("nothing reserved")
 	default:
-		fmt.Fprintf(&s, "%s reserved", human(k.ReservedBytes))
+		decoder.Fprintf(&s, "%s reserved", human(k.ReservedBytes))
 		for _, c := range k.CrashRegion {
-			fmt.Fprintf(&s, " [%#x-%#x]", c.Start, c.End)
+			decoder.Fprintf(&s, " [%#x-%#x]", c.Start, c.End)
 		}
 		if k.Loaded {
 			s.WriteString(", crash kernel loaded")
@@ -145,9 +145,9 @@ func writeText(w io.Writer, r *Report) error {
 		}
 	}
 	if len(k.Cmdline) > 0 {
-		fmt.Fprintf(&s, "; command line crashkernel=%s", strings.Join(k.Cmdline, " crashkernel="))
+		decoder.Fprintf(&s, "; command line crashkernel=%s", strings.Join(k.Cmdline, " crashkernel="))
 	}
-	fmt.Fprintf(&s, "; RAM %s; estimate %s, recommended crashkernel=%s\n", human(k.RAMBytes), human(k.Estimate), sizeArg(k.Recommended))
+	decoder.Fprintf(&s, "; RAM %s; estimate %s, recommended crashkernel=%s\n", human(k.RAMBytes), human(k.Estimate), sizeArg(k.Recommended))
 
 	b := r.Boot
 	s.WriteString("pstore: ")
@@ -157,34 +157,34 @@ func writeText(w io.Writer, r *Report) error {
 	case b.Pstore.Backend == "":
 		s.WriteString("no backend registered")
 	default:
-		fmt.Fprintf(&s, "backend %s", b.Pstore.Backend)
+		decoder.Fprintf(&s, "backend %s", b.Pstore.Backend)
 	}
-	fmt.Fprintf(&s, "; %d dmesg records", len(b.Records))
+	decoder.Fprintf(&s, "; %d dmesg records", len(b.Records))
 	for _, rec := range b.Records {
-		fmt.Fprintf(&s, "\n  %s %s %s", rec.Path, rec.Time.Format(time.RFC3339), rec.Reason)
+		decoder.Fprintf(&s, "\n  %s %s %s", rec.Path, rec.Time.Format(time.RFC3339), rec.Reason)
 		if rec.Panic != "" {
-			fmt.Fprintf(&s, ": %s", rec.Panic)
+			decoder.Fprintf(&s, ": %s", rec.Panic)
 		}
 	}
-	fmt.Fprintf(&s, "\ndumps in %s: %d", b.DumpDir, len(b.Dumps))
+	decoder.Fprintf(&s, "\ndumps in %s: %d", b.DumpDir, len(b.Dumps))
 	for _, d := range b.Dumps {
 		state := "complete"
 		if !d.Complete {
 			state = "incomplete"
 		}
-		fmt.Fprintf(&s, "\n  %s %s %s (%s)", d.Dir, d.Time.Format(time.RFC3339), strings.Join(d.Files, " "), state)
+		decoder.Fprintf(&s, "\n  %s %s %s (%s)", d.Dir, d.Time.Format(time.RFC3339), strings.Join(d.Files, " "), state)
 	}
 	if b.History == nil {
-		fmt.Fprintf(&s, "\nboot history: %s does not exist (the ktracer daemon records boots)", b.StateFile)
+		decoder.Fprintf(&s, "\nboot history: %s does not exist (the ktracer daemon records boots)", b.StateFile)
 	} else {
-		fmt.Fprintf(&s, "\nboot history: %d boots recorded in %s, %d ended without a clean stop", len(b.History.Boots), b.StateFile, len(b.Unclean))
+		decoder.Fprintf(&s, "\nboot history: %d boots recorded in %s, %d ended without a clean stop", len(b.History.Boots), b.StateFile, len(b.Unclean))
 	}
 	s.WriteString("\n")
 	for _, f := range r.Findings {
-		fmt.Fprintf(&s, "%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
+		decoder.Fprintf(&s, "%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
 	}
 	c := counts(r)
-	fmt.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info\n", c["error"], c["warning"], c["info"])
+	decoder.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info\n", c["error"], c["warning"], c["info"])
 	_, err := io.WriteString(w, s.String())
 	return err
 }
