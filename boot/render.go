@@ -33,6 +33,7 @@ var sourceWords = map[string]string{
 	SourceTrace:       "boot-time trace events (initcall:initcall_level, initcall_start, initcall_finish)",
 	SourceInitcallLog: "initcall_debug lines in the kernel log",
 	SourceNone:        "nothing: neither boot-time trace events nor initcall_debug",
+	SourceUnreadable:  "initcall_debug lines in a log format ktracer does not read (see the note)",
 }
 
 func ms(d time.Duration) string {

@@ -146,8 +146,13 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: %d initcalls recorded by %s; findings: %d error, %d warning, %d info\n",
 			len(rep.Initcalls), rep.Source, c[decoder.SeverityError], c[decoder.SeverityWarning], c[decoder.SeverityInfo])
-		if rep.Source == boot.SourceNone {
+		switch rep.Source {
+		case boot.SourceNone:
 			fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: this boot was not recorded; add to the kernel command line: %s\n", boot.Recommended[0])
+		case boot.SourceUnreadable:
+			for _, n := range rep.Notes {
+				decoder.Fprintf(cmd.ErrOrStderr(), "ktracer boot: %s\n", n)
+			}
 		}
 	}
 	if rep.Worst() >= failOn {

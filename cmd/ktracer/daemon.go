@@ -127,7 +127,7 @@ func bootSource(d *daemonStart) error {
 	if err != nil {
 		return fmt.Errorf("boot report: %w", err)
 	}
-	if r.Source != boot.SourceNone {
+	if r.Recorded() {
 		facts := export.BootFacts{TimeToInit: r.TimeToInit}
 		for _, ic := range r.Initcalls {
 			if ic.Module != "" {
