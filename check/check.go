@@ -79,6 +79,9 @@ type BootFacts struct {
 	Records  []PstoreRecord
 	DumpDir  string
 	Dumps    []Dump
+	// IgnoredDumps are files named like dumps that are not evidence of
+	// one, with the reason ("/var/crash/x/vmcore (empty)").
+	IgnoredDumps []string
 	// StateFile is ktracer's boot history; History is nil when the file
 	// does not exist (the daemon never ran here).
 	StateFile string
@@ -158,7 +161,7 @@ func readBoot(fsys fs.FS, o Options) (BootFacts, error) {
 	if b.DumpDir == "" {
 		b.DumpDir = dumpDirFromConfig(fsys)
 	}
-	if b.Dumps, err = findDumps(fsys, b.DumpDir); err != nil {
+	if b.Dumps, b.IgnoredDumps, err = findDumps(fsys, b.DumpDir); err != nil {
 		return b, err
 	}
 	b.StateFile = path.Join(o.StateDir, history.FileName)
@@ -259,6 +262,9 @@ func bootFindings(b *BootFacts, k KdumpFacts, o Options, now time.Time) []Findin
 			msg += ": the crash kernel's reservation is too small for this machine (see kdump-undersized)"
 		default:
 			msg += ": kdump looks configured now; check the crash kernel's console log and the dump target"
+		}
+		if len(b.IgnoredDumps) > 0 {
+			msg += "; not counted as dumps: " + strings.Join(b.IgnoredDumps, ", ")
 		}
 		if !p.Archived {
 			msg += fmt.Sprintf("; once read, remove the record (rm %s) so the next panic has room and this one is not reported again", p.Path)

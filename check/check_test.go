@@ -95,7 +95,7 @@ func TestPanicDumpMatching(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := vmAfterPanic(t)
 			for p, mt := range tc.files {
-				fsys[p] = &fstest.MapFile{ModTime: mt}
+				fsys[p] = &fstest.MapFile{ModTime: mt, Data: []byte("KDUMP   \x06\x00")}
 			}
 			r := run(t, fsys, Options{})
 			if rules(r) != tc.rules {

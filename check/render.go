@@ -40,6 +40,7 @@ type jsonBoot struct {
 	Records  []PstoreRecord `json:"pstore_records"`
 	DumpDir  string         `json:"dump_dir"`
 	Dumps    []Dump         `json:"dumps"`
+	Ignored  []string       `json:"ignored_dump_files,omitempty"`
 	// State file: recorded is false when it does not exist.
 	StateFile   string         `json:"state_file"`
 	Recorded    bool           `json:"recorded"`
@@ -80,7 +81,7 @@ func writeJSON(w io.Writer, r *Report) error {
 	b := r.Boot
 	jb := jsonBoot{
 		Event: "boot", BootID: b.BootID, BootTime: b.BootTime, Pstore: b.Pstore,
-		Records: b.Records, DumpDir: b.DumpDir, Dumps: b.Dumps,
+		Records: b.Records, DumpDir: b.DumpDir, Dumps: b.Dumps, Ignored: b.IgnoredDumps,
 		StateFile: b.StateFile, Recorded: b.History != nil,
 		LastPanic: b.LastPanic, LastDump: b.LastPanicDump, Incomplete: b.Incomplete,
 	}
@@ -173,6 +174,9 @@ func writeText(w io.Writer, r *Report) error {
 			state = "incomplete"
 		}
 		decoder.Fprintf(&s, "\n  %s %s %s (%s)", d.Dir, d.Time.Format(time.RFC3339), strings.Join(d.Files, " "), state)
+	}
+	for _, ig := range b.IgnoredDumps {
+		decoder.Fprintf(&s, "\n  not a dump: %s", ig)
 	}
 	if b.History == nil {
 		decoder.Fprintf(&s, "\nboot history: %s does not exist (the ktracer daemon records boots)", b.StateFile)
