@@ -68,8 +68,9 @@ type jsonFinding struct {
 }
 
 type jsonSummary struct {
-	Event    string         `json:"event"`
-	Findings map[string]int `json:"findings"`
+	Event        string         `json:"event"`
+	Findings     map[string]int `json:"findings"`
+	SourceErrors int            `json:"source_errors"`
 }
 
 func writeJSON(w io.Writer, r *Report) error {
@@ -111,7 +112,15 @@ func writeJSON(w io.Writer, r *Report) error {
 			return err
 		}
 	}
-	return enc.Encode(jsonSummary{"summary", counts(r)})
+	for _, e := range r.Errors {
+		if err := enc.Encode(struct {
+			Event string `json:"event"`
+			SourceError
+		}{"source_error", e}); err != nil {
+			return err
+		}
+	}
+	return enc.Encode(jsonSummary{"summary", counts(r), len(r.Errors)})
 }
 
 func counts(r *Report) map[string]int {
@@ -187,8 +196,15 @@ func writeText(w io.Writer, r *Report) error {
 	for _, f := range r.Findings {
 		decoder.Fprintf(&s, "%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
 	}
+	for _, e := range r.Errors {
+		decoder.Fprintf(&s, "cannot read %s: %s\n", e.Source, e.Err)
+	}
 	c := counts(r)
-	decoder.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info\n", c["error"], c["warning"], c["info"])
+	decoder.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info", c["error"], c["warning"], c["info"])
+	if len(r.Errors) > 0 {
+		decoder.Fprintf(&s, "; %d sources not read, so the check is incomplete", len(r.Errors))
+	}
+	s.WriteString("\n")
 	_, err := io.WriteString(w, s.String())
 	return err
 }

@@ -93,6 +93,9 @@ func checkSource(d *daemonStart) error {
 		evs = append(evs, &decoder.Event{Kind: decoder.KindFinding, Rule: f.Rule, Severity: f.Severity, Value: f.Value, Message: f.Message})
 	}
 	d.Findings("check", evs)
+	for _, e := range r.Errors {
+		d.Log.Warn("ktracer check: a source could not be read; the rest is reported", "source", e.Source, "error", e.Err)
+	}
 	return nil
 }
 
