@@ -2,7 +2,9 @@ package export
 
 import (
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,6 +90,8 @@ type Metrics struct {
 	startup  map[startupKey]int
 	boot     *BootFacts
 	kdump    *KdumpFacts
+
+	collectErrors atomic.Uint64
 }
 
 type initKey struct{ module, result string }
@@ -146,6 +150,8 @@ var (
 		"Memory reserved for the crash kernel (crashkernel=).", nil, nil)
 	descKdumpRecommended = prometheus.NewDesc("ktracer_kdump_recommended_bytes",
 		"Crash kernel memory this machine needs, as ktracer check estimates it.", nil, nil)
+	descCollectErrors = prometheus.NewDesc("ktracer_metric_collect_errors_total",
+		"Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.", nil, nil)
 	descKdumpReady = prometheus.NewDesc("ktracer_kdump_ready",
 		"Whether a panic would leave a dump (1): crash kernel loaded and reservation large enough.", nil, nil)
 )
@@ -154,7 +160,7 @@ var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
 	descScanTruncated, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
-	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady,
+	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors,
 }
 
 // NewMetrics returns an empty collector; register it on the daemon's own
@@ -257,6 +263,7 @@ func (m *Metrics) moduleLabel(name string, finding bool) string {
 		}
 		return BuiltinModule
 	}
+	name = LabelValue(name) // before the cap, so two invalid spellings share one series
 	if m.modules[name] {
 		return name
 	}
@@ -275,18 +282,25 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reports the current values.
+// Collect reports the current values. It never panics: label values are
+// made valid UTF-8 (a module name is kernel bytes, not text), a sample that
+// still cannot be built is skipped and counted in
+// ktracer_metric_collect_errors_total, and a panic in a callback is
+// recovered here, so one bad value costs one sample, never the families
+// after it (client_golang would drop the rest of the scrape and still
+// answer 200).
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	e := emitter{ch: ch, errs: &m.collectErrors}
+	defer func() {
+		if r := recover(); r != nil {
+			m.collectErrors.Add(1)
+		}
+	}()
+	e.metric(descCollectErrors, prometheus.CounterValue, float64(m.collectErrors.Load()))
 	b := m.opts.Build
-	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.GoVersion, b.EBPFVersion)
+	e.metric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.GoVersion, b.EBPFVersion)
 	if m.opts.Self != nil {
-		s := m.opts.Self()
-		ch <- prometheus.MustNewConstMetric(descRecordsRead, prometheus.CounterValue, float64(s.RecordsRead))
-		ch <- prometheus.MustNewConstMetric(descRecordsLost, prometheus.CounterValue, float64(s.LostKernel), "kernel")
-		ch <- prometheus.MustNewConstMetric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
-		ch <- prometheus.MustNewConstMetric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
-		ch <- prometheus.MustNewConstMetric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
-		ch <- prometheus.MustNewConstMetric(descRingFill, prometheus.GaugeValue, s.RingFill)
+		m.collectSelf(e)
 	}
 
 	m.mu.Lock()
@@ -296,10 +310,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		if h.Attached {
 			v, method = 1, h.Method
 		}
-		ch <- prometheus.MustNewConstMetric(descProbeAttached, prometheus.GaugeValue, v, h.Name, method)
+		e.metric(descProbeAttached, prometheus.GaugeValue, v, h.Name, method)
 	}
 	for k, n := range m.inits {
-		ch <- prometheus.MustNewConstMetric(descModuleInits, prometheus.CounterValue, float64(n), k.module, k.result)
+		e.metric(descModuleInits, prometheus.CounterValue, float64(n), k.module, k.result)
 	}
 	for mod, h := range m.durs {
 		cum := make(map[float64]uint64, len(InitDurationBuckets))
@@ -308,27 +322,81 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			c += h.buckets[i]
 			cum[le] = c
 		}
-		ch <- prometheus.MustNewConstHistogram(descInitDuration, h.count, h.sum, cum, mod)
+		e.histogram(descInitDuration, h.count, h.sum, cum, mod)
 	}
 	for k, n := range m.findings {
-		ch <- prometheus.MustNewConstMetric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
+		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
 	}
 	for k, n := range m.startup {
-		ch <- prometheus.MustNewConstMetric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
+		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
 	}
 	if bf := m.boot; bf != nil {
-		ch <- prometheus.MustNewConstMetric(descBootTimeToInit, prometheus.GaugeValue, bf.TimeToInit.Seconds())
-		ch <- prometheus.MustNewConstMetric(descBootInitcalls, prometheus.GaugeValue, float64(bf.BuiltinInitcalls))
+		e.metric(descBootTimeToInit, prometheus.GaugeValue, bf.TimeToInit.Seconds())
+		e.metric(descBootInitcalls, prometheus.GaugeValue, float64(bf.BuiltinInitcalls))
 		if bf.SlowestFunction != "" {
-			ch <- prometheus.MustNewConstMetric(descBootSlowest, prometheus.GaugeValue, bf.SlowestDuration.Seconds(), bf.SlowestFunction)
+			e.metric(descBootSlowest, prometheus.GaugeValue, bf.SlowestDuration.Seconds(), bf.SlowestFunction)
 		}
 	}
 	if k := m.kdump; k != nil {
-		ch <- prometheus.MustNewConstMetric(descKdumpLoaded, prometheus.GaugeValue, boolFloat(k.CrashKernelLoaded))
-		ch <- prometheus.MustNewConstMetric(descKdumpReserved, prometheus.GaugeValue, float64(k.ReservedBytes))
-		ch <- prometheus.MustNewConstMetric(descKdumpRecommended, prometheus.GaugeValue, float64(k.RecommendedBytes))
-		ch <- prometheus.MustNewConstMetric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready()))
+		e.metric(descKdumpLoaded, prometheus.GaugeValue, boolFloat(k.CrashKernelLoaded))
+		e.metric(descKdumpReserved, prometheus.GaugeValue, float64(k.ReservedBytes))
+		e.metric(descKdumpRecommended, prometheus.GaugeValue, float64(k.RecommendedBytes))
+		e.metric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready()))
 	}
+}
+
+// collectSelf reports the self-metrics; a panic in the Self callback loses
+// them alone.
+func (m *Metrics) collectSelf(e emitter) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.collectErrors.Add(1)
+		}
+	}()
+	s := m.opts.Self()
+	e.metric(descRecordsRead, prometheus.CounterValue, float64(s.RecordsRead))
+	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostKernel), "kernel")
+	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
+	e.metric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
+	e.metric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
+	e.metric(descRingFill, prometheus.GaugeValue, s.RingFill)
+}
+
+// emitter builds const metrics without Must: label values go through
+// LabelValue, and a sample that fails anyway is counted, not sent.
+type emitter struct {
+	ch   chan<- prometheus.Metric
+	errs *atomic.Uint64
+}
+
+func (e emitter) metric(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	for i := range labels {
+		labels[i] = LabelValue(labels[i])
+	}
+	mt, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		e.errs.Add(1)
+		return
+	}
+	e.ch <- mt
+}
+
+func (e emitter) histogram(d *prometheus.Desc, count uint64, sum float64, buckets map[float64]uint64, labels ...string) {
+	for i := range labels {
+		labels[i] = LabelValue(labels[i])
+	}
+	mt, err := prometheus.NewConstHistogram(d, count, sum, buckets, labels...)
+	if err != nil {
+		e.errs.Add(1)
+		return
+	}
+	e.ch <- mt
+}
+
+// LabelValue makes a label value valid UTF-8, replacing each invalid byte
+// run with U+FFFD, the way Prometheus requires label values to be.
+func LabelValue(s string) string {
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func boolFloat(b bool) float64 {

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,16 +89,21 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 	}
 	if len(o.from) > 0 {
 		for _, p := range o.from {
-			b, err := os.ReadFile(p)
+			r, closeFn, err := openFrom(p)
 			if err != nil {
-				return &exitError{exitFailure, fmt.Errorf("--from: %w", err)}
+				return &exitError{exitFailure, fmt.Errorf("--from %s: %w", p, err)}
 			}
-			isTrace := bytes.Contains(b, []byte("# tracer:")) || bytes.Contains(b, []byte(": initcall_start: "))
+			defer closeFn()
+			// A trace says so near its start ("# tracer:" header, or its
+			// first initcall events): look at the first MiB only.
+			br := bufio.NewReaderSize(r, 1<<20)
+			head, _ := br.Peek(1 << 20)
+			isTrace := bytes.Contains(head, []byte("# tracer:")) || bytes.Contains(head, []byte(": initcall_start: "))
 			switch {
 			case isTrace && in.Trace == nil:
-				in.Trace = bytes.NewReader(b)
+				in.Trace, in.TraceName = br, p
 			case !isTrace && in.Log == nil:
-				in.Log = bytes.NewReader(b)
+				in.Log, in.LogName = br, p
 			default:
 				return &exitError{exitFailure, fmt.Errorf("--from %s: already have a %s; give at most one kernel log and one trace", p, map[bool]string{true: "trace", false: "kernel log"}[isTrace])}
 			}
@@ -146,14 +154,91 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: %d initcalls recorded by %s; findings: %d error, %d warning, %d info\n",
 			len(rep.Initcalls), rep.Source, c[decoder.SeverityError], c[decoder.SeverityWarning], c[decoder.SeverityInfo])
-		if rep.Source == boot.SourceNone {
+		switch rep.Source {
+		case boot.SourceNone:
 			fmt.Fprintf(cmd.ErrOrStderr(), "ktracer boot: this boot was not recorded; add to the kernel command line: %s\n", boot.Recommended[0])
+		case boot.SourceUnreadable:
+			for _, n := range rep.Notes {
+				decoder.Fprintf(cmd.ErrOrStderr(), "ktracer boot: %s\n", n)
+			}
 		}
 	}
 	if rep.Worst() >= failOn {
 		return &exitError{code: exitFindings}
 	}
 	return nil
+}
+
+// openFrom opens a --from file for reading with a bound: a regular file or
+// a pipe (read up to boot.MaxInputBytes, which the reader enforces), or
+// /dev/kmsg, read without blocking up to its newest record. Any other
+// device (/dev/zero, a tty) is refused: it has no end.
+func openFrom(p string) (io.Reader, func() error, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch m := st.Mode(); {
+	case m.IsDir():
+		return nil, nil, errors.New("a directory, not a file")
+	case m&os.ModeCharDevice != 0:
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && unix.Major(uint64(sys.Rdev)) == 1 && unix.Minor(uint64(sys.Rdev)) == 11 {
+			return openKmsg(p)
+		}
+		return nil, nil, errors.New("a character device, not a file (of devices, only /dev/kmsg is read)")
+	case m&os.ModeDevice != 0 || m&os.ModeSocket != 0:
+		return nil, nil, errors.New("a device or socket, not a file")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
+// kmsgReader reads /dev/kmsg records until there is none left: the file is
+// opened non-blocking, so EAGAIN means "read everything so far" and ends
+// the log instead of waiting for the next message forever.
+type kmsgReader struct {
+	fd   int
+	buf  []byte
+	rest []byte
+	n    int64
+}
+
+func openKmsg(p string) (io.Reader, func() error, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := &kmsgReader{fd: fd, buf: make([]byte, 16<<10)}
+	return k, func() error { return unix.Close(fd) }, nil
+}
+
+func (k *kmsgReader) Read(p []byte) (int, error) {
+	for len(k.rest) == 0 {
+		if k.n > boot.MaxInputBytes {
+			return 0, io.EOF // the reader reports the cap
+		}
+		n, err := unix.Read(k.fd, k.buf)
+		switch {
+		case err == unix.EAGAIN:
+			return 0, io.EOF
+		case err == unix.EPIPE:
+			continue // records overwritten while reading: carry on
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("read /dev/kmsg: %w", err)
+		case n == 0:
+			return 0, io.EOF
+		}
+		k.n += int64(n)
+		k.rest = k.buf[:n]
+	}
+	n := copy(p, k.rest)
+	k.rest = k.rest[n:]
+	return n, nil
 }
 
 // readKernelLog reads the whole kernel ring buffer with syslog(2), as dmesg
