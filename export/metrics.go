@@ -43,6 +43,9 @@ type SelfStats struct {
 // BuildInfo labels ktracer_build_info.
 type BuildInfo struct {
 	Version     string
+	Revision    string // VCS commit
+	GoOS        string
+	GoArch      string
 	GoVersion   string
 	EBPFVersion string
 }
@@ -115,7 +118,7 @@ type histogram struct {
 
 var (
 	descBuildInfo = prometheus.NewDesc("ktracer_build_info",
-		"ktracer's version and what it was built with; always 1.", []string{"version", "goversion", "ebpf_version"}, nil)
+		"ktracer's version and what it was built with; always 1.", []string{"version", "revision", "goos", "goarch", "goversion", "ebpf_version"}, nil)
 	descProbeAttached = prometheus.NewDesc("ktracer_probe_attached",
 		"Whether a kernel hook is attached (1) or not (0), and by which method (none when not attached).", []string{"hook", "method"}, nil)
 	descRecordsRead = prometheus.NewDesc("ktracer_records_read_total",
@@ -298,7 +301,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}()
 	e.metric(descCollectErrors, prometheus.CounterValue, float64(m.collectErrors.Load()))
 	b := m.opts.Build
-	e.metric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.GoVersion, b.EBPFVersion)
+	e.metric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoOS, b.GoArch, b.GoVersion, b.EBPFVersion)
 	if m.opts.Self != nil {
 		m.collectSelf(e)
 	}

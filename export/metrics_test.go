@@ -36,7 +36,7 @@ func feed(t *testing.T, m *Metrics, evs ...*decoder.Event) {
 
 func TestMetricsCollect(t *testing.T) {
 	m := NewMetrics(MetricsOptions{
-		Build: BuildInfo{Version: "v1.2.3", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
+		Build: BuildInfo{Version: "v1.2.3", Revision: "0c24495", GoOS: "linux", GoArch: "amd64", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
 		Self: func() SelfStats {
 			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, RingFill: 0.25}
 		},
@@ -69,7 +69,7 @@ func TestMetricsCollect(t *testing.T) {
 	want := `
 # HELP ktracer_build_info ktracer's version and what it was built with; always 1.
 # TYPE ktracer_build_info gauge
-ktracer_build_info{ebpf_version="v0.22.0",goversion="go1.26.8",version="v1.2.3"} 1
+ktracer_build_info{ebpf_version="v0.22.0",goarch="amd64",goos="linux",goversion="go1.26.8",revision="0c24495",version="v1.2.3"} 1
 # HELP ktracer_metric_collect_errors_total Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.
 # TYPE ktracer_metric_collect_errors_total counter
 ktracer_metric_collect_errors_total 0

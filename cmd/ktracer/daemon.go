@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -421,25 +420,6 @@ func monoNow() uint64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
-}
-
-func buildInfo() export.BuildInfo {
-	b := export.BuildInfo{Version: version, GoVersion: "unknown", EBPFVersion: "unknown"}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		b.GoVersion = bi.GoVersion
-		if b.Version == "" {
-			b.Version = bi.Main.Version
-		}
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/cilium/ebpf" {
-				b.EBPFVersion = d.Version
-			}
-		}
-	}
-	if b.Version == "" || b.Version == "(devel)" {
-		b.Version = "devel"
-	}
-	return b
 }
 
 // checkWritableDir creates dir if needed and proves a file can be written

@@ -8,13 +8,12 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 
 	"github.com/ktracer/ktracer/decoder"
+	"github.com/ktracer/ktracer/export"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
 
 // exitError carries a process exit status up to main, the only place that
 // exits.
@@ -71,22 +70,39 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print ktracer's version and what it was built with",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			v, goVersion, ebpfVersion := version, "unknown", "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				goVersion = bi.GoVersion
-				if v == "" {
-					v = bi.Main.Version
-				}
-				for _, d := range bi.Deps {
-					if d.Path == "github.com/cilium/ebpf" {
-						ebpfVersion = d.Version
-					}
-				}
-			}
-			if v == "" || v == "(devel)" {
-				v = "devel"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ktracer %s (%s, cilium/ebpf %s)\n", v, goVersion, ebpfVersion)
+			b := buildInfo()
+			fmt.Fprintf(cmd.OutOrStdout(), "ktracer %s (revision %s, %s/%s, %s, cilium/ebpf %s)\n",
+				b.Version, b.Revision, b.GoOS, b.GoArch, b.GoVersion, b.EBPFVersion)
 		},
 	}
+}
+
+// buildInfo is what ktracer version prints and ktracer_build_info carries.
+// Version and revision are set at build time (Makefile LDFLAGS):
+//
+//	-X github.com/prometheus/common/version.Version=... -X ...Revision=...
+//
+// without them, the module version and the VCS revision Go records stand in.
+func buildInfo() export.BuildInfo {
+	b := export.BuildInfo{
+		Version: version.Version, Revision: version.GetRevision(),
+		GoOS: version.GoOS, GoArch: version.GoArch, GoVersion: version.GoVersion, EBPFVersion: "unknown",
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if b.Version == "" {
+			b.Version = bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/cilium/ebpf" {
+				b.EBPFVersion = d.Version
+			}
+		}
+	}
+	if b.Version == "" || b.Version == "(devel)" {
+		b.Version = "devel"
+	}
+	if b.Revision == "" {
+		b.Revision = "unknown"
+	}
+	return b
 }
