@@ -9,15 +9,32 @@ KT_CACHE ?= /var/cache/ktracer
 VMDIR    ?= $(KT_CACHE)/vm-bookworm
 BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# ktracer version and ktracer_build_info read these (prometheus/common/version).
+PCV      := github.com/prometheus/common/version
+LDFLAGS  := -s -w -X $(PCV).Version=$(VERSION) -X $(PCV).Revision=$(REVISION)
 
-.PHONY: all build unit vm e2e e2e-deps test test-matrix fuzz bench-quick demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build deb deb-test deb-deps unit vm e2e e2e-deps test test-matrix fuzz bench-quick demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
 # A static binary: it is copied as is into the test VM and onto hosts.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ktracer
+
+# The Debian package, built by nfpm as a library (deploy/deb, its own Go
+# module): build/ktracer_<version>_amd64.deb.
+deb: build
+	cd deploy/deb && $(GO) run . -bin ../../$(BIN) -version $(VERSION) -out ../../build
+
+# Builds a package, reads it back with dpkg-deb, runs its maintainer
+# scripts in a scratch root, and runs lintian.
+deb-test: deb-deps
+	cd deploy/deb && $(GO) vet . && $(GO) test -count=1 -v .
+
+deb-deps:
+	@command -v lintian >/dev/null && command -v deb-systemd-helper >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian init-system-helpers >/dev/null; }
 
 unit:
 	$(GO) vet ./...
@@ -38,7 +55,7 @@ e2e-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus systemd >/dev/null; }
 
-test: unit e2e
+test: unit deb-test e2e
 
 # The kernel matrix alone (also part of e2e): Debian bullseye 5.10, bookworm
 # 6.1, trixie 6.12; writes build/matrix.md.

@@ -452,11 +452,11 @@ func TestDeployFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/ktracer daemon") {
-		t.Fatal("the unit's ExecStart is not /usr/local/bin/ktracer daemon")
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/ktracer daemon") {
+		t.Fatal("the unit's ExecStart is not /usr/bin/ktracer daemon (where the .deb installs it)")
 	}
 	unitPath := filepath.Join(dir, "ktracer.service")
-	os.WriteFile(unitPath, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/ktracer", bin)), 0o644)
+	os.WriteFile(unitPath, []byte(strings.ReplaceAll(string(unit), "/usr/bin/ktracer", bin)), 0o644)
 	// verify exits 0 on unknown keys and only warns: any output fails.
 	if out, err := exec.Command(analyze, "verify", unitPath).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
