@@ -37,6 +37,8 @@ type SelfStats struct {
 	LostKernel    uint64  // records the BPF side could not reserve: ring buffer full
 	LostUser      uint64  // records read but dropped in user space (a sink failed)
 	ScanTruncated uint64  // init-pointer data scans that hit their bound
+	Overflow      uint64  // modules or symbols not tracked: the analyzer's bounds were reached
+	OrphanSymbols uint64  // symbol records for a module never announced (its load record was lost)
 	RingFill      float64 // fraction of the ring buffer waiting to be read
 }
 
@@ -126,6 +128,10 @@ var (
 		"Records that failed to decode and were skipped.", nil, nil)
 	descScanTruncated = prometheus.NewDesc("ktracer_init_pointer_scans_truncated_total",
 		"Module data scans for init-text pointers that hit their bound, so a dangling pointer could be missed.", nil, nil)
+	descOverflow = prometheus.NewDesc("ktracer_analyzer_overflow_total",
+		"Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.", nil, nil)
+	descOrphanSymbols = prometheus.NewDesc("ktracer_orphan_symbol_records_total",
+		"Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.", nil, nil)
 	descRingFill = prometheus.NewDesc("ktracer_ringbuf_fill_ratio",
 		"Fraction of the BPF ring buffer waiting to be read (0 to 1); near 1, records are about to be lost.", nil, nil)
 	descModuleInits = prometheus.NewDesc("ktracer_module_inits_total",
@@ -158,7 +164,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
-	descScanTruncated, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
+	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
 	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors,
 }
@@ -359,6 +365,8 @@ func (m *Metrics) collectSelf(e emitter) {
 	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
 	e.metric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
 	e.metric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
+	e.metric(descOverflow, prometheus.CounterValue, float64(s.Overflow))
+	e.metric(descOrphanSymbols, prometheus.CounterValue, float64(s.OrphanSymbols))
 	e.metric(descRingFill, prometheus.GaugeValue, s.RingFill)
 }
 

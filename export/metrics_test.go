@@ -38,7 +38,7 @@ func TestMetricsCollect(t *testing.T) {
 	m := NewMetrics(MetricsOptions{
 		Build: BuildInfo{Version: "v1.2.3", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
 		Self: func() SelfStats {
-			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, RingFill: 0.25}
+			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, Overflow: 5, OrphanSymbols: 6, RingFill: 0.25}
 		},
 	})
 	m.SetHooks([]Hook{
@@ -67,6 +67,12 @@ func TestMetricsCollect(t *testing.T) {
 	})
 
 	want := `
+# HELP ktracer_analyzer_overflow_total Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.
+# TYPE ktracer_analyzer_overflow_total counter
+ktracer_analyzer_overflow_total 5
+# HELP ktracer_orphan_symbol_records_total Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.
+# TYPE ktracer_orphan_symbol_records_total counter
+ktracer_orphan_symbol_records_total 6
 # HELP ktracer_build_info ktracer's version and what it was built with; always 1.
 # TYPE ktracer_build_info gauge
 ktracer_build_info{ebpf_version="v0.22.0",goversion="go1.26.8",version="v1.2.3"} 1

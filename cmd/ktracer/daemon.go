@@ -259,7 +259,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 
 	// The reader goroutine publishes the analyzer's counters here; the
 	// analyzer itself is not safe to read from HTTP goroutines.
-	var records, corrupt, lostUser atomic.Uint64
+	var records, corrupt, lostUser, overflow, orphans atomic.Uint64
 	metrics := export.NewMetrics(export.MetricsOptions{
 		Build:      buildInfo(),
 		MaxModules: o.maxModules,
@@ -271,6 +271,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			return export.SelfStats{
 				RecordsRead: records.Load() + corrupt.Load(), DecodeErrors: corrupt.Load(),
 				LostKernel: c.Lost, LostUser: lostUser.Load(), ScanTruncated: c.ScanTruncated,
+				Overflow: overflow.Load(), OrphanSymbols: orphans.Load(),
 				RingFill: s.t.RingBufferFill(),
 			}
 		},
@@ -319,6 +320,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			st := s.an.Stats()
 			records.Store(st.Records)
 			corrupt.Store(st.Corrupt)
+			overflow.Store(st.Overflow)
+			orphans.Store(st.OrphanSymbols)
 			return err
 		})
 	}()
