@@ -92,6 +92,7 @@ type Metrics struct {
 	startup  map[startupKey]int
 	boot     *BootFacts
 	kdump    *KdumpFacts
+	srcErrs  map[string]uint64 // startup source -> errors
 
 	collectErrors atomic.Uint64
 }
@@ -156,6 +157,8 @@ var (
 		"Memory reserved for the crash kernel (crashkernel=).", nil, nil)
 	descKdumpRecommended = prometheus.NewDesc("ktracer_kdump_recommended_bytes",
 		"Crash kernel memory this machine needs, as ktracer check estimates it.", nil, nil)
+	descStartupErrors = prometheus.NewDesc("ktracer_startup_source_errors_total",
+		"Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.", []string{"source"}, nil)
 	descCollectErrors = prometheus.NewDesc("ktracer_metric_collect_errors_total",
 		"Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.", nil, nil)
 	descKdumpReady = prometheus.NewDesc("ktracer_kdump_ready",
@@ -166,7 +169,7 @@ var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
 	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
-	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors,
+	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors, descStartupErrors,
 }
 
 // NewMetrics returns an empty collector; register it on the daemon's own
@@ -182,6 +185,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		durs:     map[string]*histogram{},
 		findings: map[findingKey]uint64{},
 		startup:  map[startupKey]int{},
+		srcErrs:  map[string]uint64{},
 	}
 }
 
@@ -222,6 +226,17 @@ func (m *Metrics) SetStartupFindings(source string, findings []*decoder.Event) {
 	for _, f := range findings {
 		m.startup[startupKey{source, findingKey{f.Rule, f.Severity, m.moduleLabel(f.Module, true)}}]++
 	}
+}
+
+// AddStartupErrors counts n errors of a startup source ("check", "boot",
+// "history"): a source that failed, or parts of it that could not be read.
+func (m *Metrics) AddStartupErrors(source string, n int) {
+	if n <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.srcErrs[source] += uint64(n)
 }
 
 // Observe counts one event; it is a session sink and never fails.
@@ -332,6 +347,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range m.findings {
 		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
+	}
+	for src, n := range m.srcErrs {
+		e.metric(descStartupErrors, prometheus.CounterValue, float64(n), src)
 	}
 	for k, n := range m.startup {
 		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)

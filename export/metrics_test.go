@@ -338,3 +338,22 @@ func TestMetricsCollectNeverPanics(t *testing.T) {
 		t.Errorf("Collect with a panicking Self reported %d metrics, want build info at least", n)
 	}
 }
+
+// Issue 12: every way the daemon drops something is a metric. A startup
+// source that fails (the check, the boot report, the history) or a check
+// source that cannot be read is counted.
+func TestMetricsStartupErrors(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	m.AddStartupErrors("check", 2)
+	m.AddStartupErrors("boot", 1)
+	m.AddStartupErrors("check", 1)
+	want := `
+# HELP ktracer_startup_source_errors_total Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.
+# TYPE ktracer_startup_source_errors_total counter
+ktracer_startup_source_errors_total{source="boot"} 1
+ktracer_startup_source_errors_total{source="check"} 3
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_startup_source_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -81,8 +81,10 @@ func checkSource(d *daemonStart) error {
 	}
 	r, err := check.Run(os.DirFS("/"), opts)
 	if err != nil {
+		d.Metrics.AddStartupErrors("check", 1)
 		return fmt.Errorf("ktracer check: %w", err)
 	}
+	d.Metrics.AddStartupErrors("check", len(r.Errors))
 	d.Metrics.SetKdump(export.KdumpFacts{
 		CrashKernelLoaded: r.Kdump.Loaded,
 		ReservedBytes:     r.Kdump.ReservedBytes,
@@ -126,6 +128,7 @@ func bootSource(d *daemonStart) error {
 	}
 	r, err := boot.Analyze(in, boot.Options{Slow: d.Options.slow})
 	if err != nil {
+		d.Metrics.AddStartupErrors("boot", 1)
 		return fmt.Errorf("boot report: %w", err)
 	}
 	if r.Recorded() {
