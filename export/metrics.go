@@ -37,6 +37,8 @@ type SelfStats struct {
 	LostKernel    uint64  // records the BPF side could not reserve: ring buffer full
 	LostUser      uint64  // records read but dropped in user space (a sink failed)
 	ScanTruncated uint64  // init-pointer data scans that hit their bound
+	Overflow      uint64  // modules or symbols not tracked: the analyzer's bounds were reached
+	OrphanSymbols uint64  // symbol records for a module never announced (its load record was lost)
 	RingFill      float64 // fraction of the ring buffer waiting to be read
 }
 
@@ -93,6 +95,7 @@ type Metrics struct {
 	startup  map[startupKey]int
 	boot     *BootFacts
 	kdump    *KdumpFacts
+	srcErrs  map[string]uint64 // startup source -> errors
 
 	collectErrors atomic.Uint64
 }
@@ -129,6 +132,10 @@ var (
 		"Records that failed to decode and were skipped.", nil, nil)
 	descScanTruncated = prometheus.NewDesc("ktracer_init_pointer_scans_truncated_total",
 		"Module data scans for init-text pointers that hit their bound, so a dangling pointer could be missed.", nil, nil)
+	descOverflow = prometheus.NewDesc("ktracer_analyzer_overflow_total",
+		"Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.", nil, nil)
+	descOrphanSymbols = prometheus.NewDesc("ktracer_orphan_symbol_records_total",
+		"Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.", nil, nil)
 	descRingFill = prometheus.NewDesc("ktracer_ringbuf_fill_ratio",
 		"Fraction of the BPF ring buffer waiting to be read (0 to 1); near 1, records are about to be lost.", nil, nil)
 	descModuleInits = prometheus.NewDesc("ktracer_module_inits_total",
@@ -153,6 +160,8 @@ var (
 		"Memory reserved for the crash kernel (crashkernel=).", nil, nil)
 	descKdumpRecommended = prometheus.NewDesc("ktracer_kdump_recommended_bytes",
 		"Crash kernel memory this machine needs, as ktracer check estimates it.", nil, nil)
+	descStartupErrors = prometheus.NewDesc("ktracer_startup_source_errors_total",
+		"Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.", []string{"source"}, nil)
 	descCollectErrors = prometheus.NewDesc("ktracer_metric_collect_errors_total",
 		"Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.", nil, nil)
 	descKdumpReady = prometheus.NewDesc("ktracer_kdump_ready",
@@ -161,9 +170,9 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
-	descScanTruncated, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
+	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
-	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors,
+	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors, descStartupErrors,
 }
 
 // NewMetrics returns an empty collector; register it on the daemon's own
@@ -179,6 +188,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		durs:     map[string]*histogram{},
 		findings: map[findingKey]uint64{},
 		startup:  map[startupKey]int{},
+		srcErrs:  map[string]uint64{},
 	}
 }
 
@@ -219,6 +229,17 @@ func (m *Metrics) SetStartupFindings(source string, findings []*decoder.Event) {
 	for _, f := range findings {
 		m.startup[startupKey{source, findingKey{f.Rule, f.Severity, m.moduleLabel(f.Module, true)}}]++
 	}
+}
+
+// AddStartupErrors counts n errors of a startup source ("check", "boot",
+// "history"): a source that failed, or parts of it that could not be read.
+func (m *Metrics) AddStartupErrors(source string, n int) {
+	if n <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.srcErrs[source] += uint64(n)
 }
 
 // Observe counts one event; it is a session sink and never fails.
@@ -330,6 +351,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range m.findings {
 		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
 	}
+	for src, n := range m.srcErrs {
+		e.metric(descStartupErrors, prometheus.CounterValue, float64(n), src)
+	}
 	for k, n := range m.startup {
 		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
 	}
@@ -362,6 +386,8 @@ func (m *Metrics) collectSelf(e emitter) {
 	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
 	e.metric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
 	e.metric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
+	e.metric(descOverflow, prometheus.CounterValue, float64(s.Overflow))
+	e.metric(descOrphanSymbols, prometheus.CounterValue, float64(s.OrphanSymbols))
 	e.metric(descRingFill, prometheus.GaugeValue, s.RingFill)
 }
 

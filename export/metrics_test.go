@@ -38,7 +38,7 @@ func TestMetricsCollect(t *testing.T) {
 	m := NewMetrics(MetricsOptions{
 		Build: BuildInfo{Version: "v1.2.3", Revision: "0c24495", GoOS: "linux", GoArch: "amd64", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
 		Self: func() SelfStats {
-			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, RingFill: 0.25}
+			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, Overflow: 5, OrphanSymbols: 6, RingFill: 0.25}
 		},
 	})
 	m.SetHooks([]Hook{
@@ -67,6 +67,12 @@ func TestMetricsCollect(t *testing.T) {
 	})
 
 	want := `
+# HELP ktracer_analyzer_overflow_total Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.
+# TYPE ktracer_analyzer_overflow_total counter
+ktracer_analyzer_overflow_total 5
+# HELP ktracer_orphan_symbol_records_total Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.
+# TYPE ktracer_orphan_symbol_records_total counter
+ktracer_orphan_symbol_records_total 6
 # HELP ktracer_build_info ktracer's version and what it was built with; always 1.
 # TYPE ktracer_build_info gauge
 ktracer_build_info{ebpf_version="v0.22.0",goarch="amd64",goos="linux",goversion="go1.26.8",revision="0c24495",version="v1.2.3"} 1
@@ -330,5 +336,24 @@ func TestMetricsCollectNeverPanics(t *testing.T) {
 	m := NewMetrics(MetricsOptions{Self: func() SelfStats { panic("self stats broke") }})
 	if n := testutil.CollectAndCount(m); n < 1 {
 		t.Errorf("Collect with a panicking Self reported %d metrics, want build info at least", n)
+	}
+}
+
+// Issue 12: every way the daemon drops something is a metric. A startup
+// source that fails (the check, the boot report, the history) or a check
+// source that cannot be read is counted.
+func TestMetricsStartupErrors(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	m.AddStartupErrors("check", 2)
+	m.AddStartupErrors("boot", 1)
+	m.AddStartupErrors("check", 1)
+	want := `
+# HELP ktracer_startup_source_errors_total Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.
+# TYPE ktracer_startup_source_errors_total counter
+ktracer_startup_source_errors_total{source="boot"} 1
+ktracer_startup_source_errors_total{source="check"} 3
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_startup_source_errors_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -38,7 +38,7 @@ const serveEnv = "KT_SERVE_TEST"
 var wantFamilies = []string{
 	"ktracer_build_info", "ktracer_metric_collect_errors_total", "ktracer_records_read_total",
 	"ktracer_records_lost_total", "ktracer_record_decode_errors_total", "ktracer_init_pointer_scans_truncated_total",
-	"ktracer_ringbuf_fill_ratio", "ktracer_module_inits_total", "ktracer_module_init_duration_seconds",
+	"ktracer_ringbuf_fill_ratio", "ktracer_analyzer_overflow_total", "ktracer_orphan_symbol_records_total", "ktracer_module_inits_total", "ktracer_module_init_duration_seconds",
 	"ktracer_findings_total", "ktracer_probe_attached",
 }
 

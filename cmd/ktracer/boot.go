@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 type bootOptions struct {
 	from   []string
+	bootN  string
 	root   string
 	format string
 	out    string
@@ -50,9 +52,12 @@ kernel must have recorded them. Boot with either of
   ` + boot.Recommended[1] + `
 Without --from, ktracer reads the running kernel's log and trace buffer
 (root needed) and checks /proc/cmdline against this machine. With --from it
-reads saved files (a dmesg or a copy of /sys/kernel/tracing/trace) and checks
-only what they say, unless --root points at that machine's tree.`,
-		Example: "  sudo ktracer boot\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json",
+reads saved files (a kernel log as dmesg, dmesg -T, journalctl -k or
+/dev/kmsg print it, or a copy of /sys/kernel/tracing/trace) and checks only
+what they say, unless --root points at that machine's tree. With --boot it
+reads an earlier boot's kernel log from the systemd journal, e.g. the boot
+that crashed: --boot -1.`,
+		Example: "  sudo ktracer boot\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json\n  sudo ktracer boot --boot -1",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBoot(cmd, o)
@@ -60,6 +65,7 @@ only what they say, unless --root points at that machine's tree.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.from, "from", nil, "read a saved kernel log or trace file instead of the running kernel (at most one of each)")
+	f.StringVar(&o.bootN, "boot", "", "read an earlier boot's kernel log from the systemd journal (journalctl -k -b BOOT): -1 is the previous boot, or a boot id")
 	f.StringVar(&o.root, "root", "", "root of the machine the boot happened on, for /proc and /sys checks (default / without --from)")
 	f.StringVarP(&o.format, "format", "f", "text", "output: "+strings.Join(boot.Formats, ", "))
 	f.StringVar(&o.out, "out", "", "write the output to this file instead of stdout")
@@ -87,7 +93,27 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		}
 		in.Root = os.DirFS(o.root)
 	}
-	if len(o.from) > 0 {
+	if o.bootN != "" && len(o.from) > 0 {
+		return &exitError{exitFailure, errors.New("--boot and --from: give one")}
+	}
+	var journal *exec.Cmd
+	var journalErr bytes.Buffer
+	if o.bootN != "" {
+		// journalctl, not a journal reader linked in: the binary stays
+		// static (no cgo), and journalctl knows every journal format.
+		// short-monotonic keeps the kernel's own timestamps.
+		journal = exec.Command("journalctl", "-k", "-b", o.bootN, "-o", "short-monotonic", "--no-pager", "-q")
+		journal.Stderr = &journalErr
+		out, err := journal.StdoutPipe()
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--boot: %w", err)}
+		}
+		if err := journal.Start(); err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--boot: %w", err)}
+		}
+		defer journal.Process.Kill()
+		in.Log, in.LogName = out, "journalctl -k -b "+o.bootN
+	} else if len(o.from) > 0 {
 		for _, p := range o.from {
 			r, closeFn, err := openFrom(p)
 			if err != nil {
@@ -126,6 +152,14 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 	}
 
 	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top})
+	if journal != nil {
+		if err != nil {
+			journal.Process.Kill() // stopped reading: journalctl may be blocked writing
+		}
+		if werr := journal.Wait(); werr != nil && err == nil {
+			return &exitError{exitFailure, fmt.Errorf("--boot: journalctl: %v: %s", werr, strings.TrimSpace(journalErr.String()))}
+		}
+	}
 	if err != nil {
 		return &exitError{exitFailure, err}
 	}

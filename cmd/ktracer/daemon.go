@@ -80,8 +80,10 @@ func checkSource(d *daemonStart) error {
 	}
 	r, err := check.Run(os.DirFS("/"), opts)
 	if err != nil {
+		d.Metrics.AddStartupErrors("check", 1)
 		return fmt.Errorf("ktracer check: %w", err)
 	}
+	d.Metrics.AddStartupErrors("check", len(r.Errors))
 	d.Metrics.SetKdump(export.KdumpFacts{
 		CrashKernelLoaded: r.Kdump.Loaded,
 		ReservedBytes:     r.Kdump.ReservedBytes,
@@ -125,6 +127,7 @@ func bootSource(d *daemonStart) error {
 	}
 	r, err := boot.Analyze(in, boot.Options{Slow: d.Options.slow})
 	if err != nil {
+		d.Metrics.AddStartupErrors("boot", 1)
 		return fmt.Errorf("boot report: %w", err)
 	}
 	if r.Recorded() {
@@ -258,7 +261,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 
 	// The reader goroutine publishes the analyzer's counters here; the
 	// analyzer itself is not safe to read from HTTP goroutines.
-	var records, corrupt, lostUser atomic.Uint64
+	var records, corrupt, lostUser, overflow, orphans atomic.Uint64
 	metrics := export.NewMetrics(export.MetricsOptions{
 		Build:      buildInfo(),
 		MaxModules: o.maxModules,
@@ -270,6 +273,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			return export.SelfStats{
 				RecordsRead: records.Load() + corrupt.Load(), DecodeErrors: corrupt.Load(),
 				LostKernel: c.Lost, LostUser: lostUser.Load(), ScanTruncated: c.ScanTruncated,
+				Overflow: overflow.Load(), OrphanSymbols: orphans.Load(),
 				RingFill: s.t.RingBufferFill(),
 			}
 		},
@@ -318,6 +322,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			st := s.an.Stats()
 			records.Store(st.Records)
 			corrupt.Store(st.Corrupt)
+			overflow.Store(st.Overflow)
+			orphans.Store(st.OrphanSymbols)
 			return err
 		})
 	}()
