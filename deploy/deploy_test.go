@@ -8,12 +8,14 @@ package deploy
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v2"
@@ -122,10 +124,11 @@ func TestAlertRules(t *testing.T) {
 	var f struct {
 		Groups []struct {
 			Rules []struct {
-				Record string            `yaml:"record"`
-				Alert  string            `yaml:"alert"`
-				Expr   string            `yaml:"expr"`
-				Labels map[string]string `yaml:"labels"`
+				Record      string            `yaml:"record"`
+				Alert       string            `yaml:"alert"`
+				Expr        string            `yaml:"expr"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
@@ -133,6 +136,7 @@ func TestAlertRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	known := knownMetrics(t)
+	anchors := readmeAnchors(t)
 	var alerts []string
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
@@ -141,6 +145,12 @@ func TestAlertRules(t *testing.T) {
 				alerts = append(alerts, r.Alert)
 				if s := r.Labels["severity"]; s != "critical" && s != "warning" {
 					t.Errorf("alert %s: severity %q, want critical or warning", r.Alert, s)
+				}
+				// The runbook is the alert's section of the README.
+				u := r.Annotations["runbook_url"]
+				anchor, ok := strings.CutPrefix(u, readmeURL+"#")
+				if !ok || !anchors[anchor] {
+					t.Errorf("alert %s: runbook_url %q is not an anchor of the README (%s#...)", r.Alert, u, readmeURL)
 				}
 			}
 		}
@@ -152,6 +162,131 @@ func TestAlertRules(t *testing.T) {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s", want)
 		}
+	}
+}
+
+// readmeURL is where the README is read: alerts link into it.
+const readmeURL = "https://github.com/ktracer/ktracer"
+
+// readmeAnchors are the fragment ids GitHub gives the README's headings:
+// lower case, spaces to hyphens, punctuation other than - and _ dropped,
+// repeats numbered.
+func readmeAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var slug strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				slug.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				slug.WriteRune(r)
+			}
+		}
+		id := slug.String()
+		if n := seen[id]; n > 0 {
+			seen[id]++
+			id = fmt.Sprintf("%s-%d", id, n)
+		} else {
+			seen[id] = 1
+		}
+		anchors[id] = true
+	}
+	return anchors
+}
+
+func TestReadmeAnchors(t *testing.T) {
+	a := readmeAnchors(t)
+	for _, want := range []string{"ktracer-daemon", "metrics", "alerts"} {
+		if !a[want] {
+			t.Errorf("README: no anchor %q (the slug rule is wrong, or the heading moved)", want)
+		}
+	}
+}
+
+// A severity label on a ktracer metric would collide with the one the
+// alerting rules set and Alertmanager routes on: it follows from the rule.
+func TestNoSeverityLabel(t *testing.T) {
+	m := export.NewMetrics(export.MetricsOptions{})
+	m.SetStartupFindings("check", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "panic-loop", Severity: decoder.SeverityError}})
+	m.Observe(&decoder.Event{Kind: decoder.KindFinding, Module: "m", Rule: decoder.RulePositiveInitReturn, Severity: decoder.SeverityError})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "severity" {
+					t.Errorf("%s has a severity label", mf.GetName())
+				}
+			}
+		}
+	}
+}
+
+// The "Errors (1h)" stat picks findings by rule (there is no severity
+// label): its rule list must be exactly the live rules of severity error.
+func TestDashboardErrorRules(t *testing.T) {
+	b, err := os.ReadFile("grafana/ktracer-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for r, s := range decoder.RuleSeverity {
+		if s == decoder.SeverityError {
+			want = append(want, string(r))
+		}
+	}
+	slices.Sort(want)
+	found := false
+	for _, p := range d.Panels {
+		if p.Title != "Errors (1h)" {
+			continue
+		}
+		for _, tg := range p.Targets {
+			found = true
+			for _, m := range regexp.MustCompile(`rule=~"([^"]*)"`).FindAllStringSubmatch(tg.Expr, -1) {
+				got := strings.Split(m[1], "|")
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Errorf("Errors (1h) selects rules %v, want the error rules %v", got, want)
+				}
+			}
+			if !strings.Contains(tg.Expr, "rule=~") {
+				t.Errorf("Errors (1h) does not select by rule: %s", tg.Expr)
+			}
+		}
+	}
+	if !found {
+		t.Error("no Errors (1h) panel")
 	}
 }
 

@@ -62,7 +62,7 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'ktracer_findings_total{job="ktracer",instance="host1:19436",rule="positive-init-return",severity="error",module="kt_positive"}'
+      - series: 'ktracer_findings_total{job="ktracer",instance="host1:19436",rule="positive-init-return",module="kt_positive"}'
         values: '_x10 1x20'
     promql_expr_test:
 ` + tests.String()

@@ -90,7 +90,8 @@ type Metrics struct {
 	hooks    []Hook
 	modules  map[string]bool // module label values handed out so far
 	inits    map[initKey]uint64
-	durs     map[string]*histogram
+	lastDur  map[string]time.Duration // per module: its last init's duration
+	dur      histogram                // every init, unlabelled
 	findings map[findingKey]uint64
 	startup  map[startupKey]int
 	boot     *BootFacts
@@ -102,10 +103,12 @@ type Metrics struct {
 
 type initKey struct{ module, result string }
 
+// findingKey has no severity: it follows from the rule, and a severity
+// label would collide with the one Alertmanager routes on (the alerting
+// rules set their own).
 type findingKey struct {
-	rule     decoder.Rule
-	severity decoder.Severity
-	module   string
+	rule   decoder.Rule
+	module string
 }
 
 type startupKey struct {
@@ -141,12 +144,14 @@ var (
 	descModuleInits = prometheus.NewDesc("ktracer_module_inits_total",
 		"Module init functions that returned, by result: ok (0), positive (> 0, a broken rule) or failed (negative errno).", []string{"module", "result"}, nil)
 	descInitDuration = prometheus.NewDesc("ktracer_module_init_duration_seconds",
-		"How long module init functions ran.", []string{"module"}, nil)
+		"How long module init functions ran, all modules together (per module: ktracer_module_init_last_duration_seconds).", nil, nil)
+	descInitLastDuration = prometheus.NewDesc("ktracer_module_init_last_duration_seconds",
+		"How long the last init function of each module ran; an init runs about once per boot, so one gauge per module says what a histogram per module would.", []string{"module"}, nil)
 	descFindings = prometheus.NewDesc("ktracer_findings_total",
-		"Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).", []string{"rule", "severity", "module"}, nil)
+		"Broken rules seen while ktracer runs, by rule and module (built-in for built-in code, empty for a machine-wide finding).", []string{"rule", "module"}, nil)
 
 	descStartupFindings = prometheus.NewDesc("ktracer_startup_findings",
-		"Findings read once at start: source=boot (this boot's report: built-in initcalls, boot parameters), source=check (kdump, panics of earlier boots).", []string{"source", "rule", "severity", "module"}, nil)
+		"Findings read once at start: source=boot (this boot's report: built-in initcalls, boot parameters), source=check (kdump, panics of earlier boots).", []string{"source", "rule", "module"}, nil)
 
 	descBootTimeToInit = prometheus.NewDesc("ktracer_boot_time_to_init_seconds",
 		"Time from kernel start to running init on this boot.", nil, nil)
@@ -170,7 +175,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
-	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
+	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descInitLastDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
 	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors, descStartupErrors,
 }
@@ -185,7 +190,8 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		opts:     opts,
 		modules:  map[string]bool{},
 		inits:    map[initKey]uint64{},
-		durs:     map[string]*histogram{},
+		lastDur:  map[string]time.Duration{},
+		dur:      histogram{buckets: make([]uint64, len(InitDurationBuckets))},
 		findings: map[findingKey]uint64{},
 		startup:  map[startupKey]int{},
 		srcErrs:  map[string]uint64{},
@@ -227,7 +233,7 @@ func (m *Metrics) SetStartupFindings(source string, findings []*decoder.Event) {
 		}
 	}
 	for _, f := range findings {
-		m.startup[startupKey{source, findingKey{f.Rule, f.Severity, m.moduleLabel(f.Module, true)}}]++
+		m.startup[startupKey{source, findingKey{f.Rule, m.findingModule(f)}}]++
 	}
 }
 
@@ -252,10 +258,10 @@ func (m *Metrics) Observe(ev *decoder.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if ev.Kind == decoder.KindFinding {
-		m.findings[findingKey{ev.Rule, ev.Severity, m.moduleLabel(ev.Module, true)}]++
+		m.findings[findingKey{ev.Rule, m.findingModule(ev)}]++
 		return nil
 	}
-	mod := m.moduleLabel(ev.Module, false)
+	mod := m.moduleLabel(ev.Module)
 	result := "ok"
 	switch {
 	case ev.Ret > 0:
@@ -264,12 +270,9 @@ func (m *Metrics) Observe(ev *decoder.Event) error {
 		result = "failed"
 	}
 	m.inits[initKey{mod, result}]++
-	h := m.durs[mod]
-	if h == nil {
-		h = &histogram{buckets: make([]uint64, len(InitDurationBuckets))}
-		m.durs[mod] = h
-	}
+	m.lastDur[mod] = ev.Duration
 	s := ev.Duration.Seconds()
+	h := &m.dur
 	h.count++
 	h.sum += s
 	if i := sort.SearchFloat64s(InitDurationBuckets, s); i < len(h.buckets) {
@@ -278,13 +281,20 @@ func (m *Metrics) Observe(ev *decoder.Event) error {
 	return nil
 }
 
-// moduleLabel bounds the module label. A finding without a module (a
-// built-in initcall, a machine-wide one such as kdump) keeps it empty.
-func (m *Metrics) moduleLabel(name string, finding bool) string {
+// findingModule is a finding's module label: the module, "built-in" for
+// code built into the kernel (a function but no module: the same spelling
+// as ktracer_module_inits_total), and empty for a machine-wide finding
+// about no code at all (kdump, a panic loop, a boot parameter).
+func (m *Metrics) findingModule(ev *decoder.Event) string {
+	if ev.Module == "" && ev.Function == "" {
+		return ""
+	}
+	return m.moduleLabel(ev.Module)
+}
+
+// moduleLabel bounds the module label; code without a module is built-in.
+func (m *Metrics) moduleLabel(name string) string {
 	if name == "" {
-		if finding {
-			return ""
-		}
 		return BuiltinModule
 	}
 	name = LabelValue(name) // before the cap, so two invalid spellings share one series
@@ -339,23 +349,24 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range m.inits {
 		e.metric(descModuleInits, prometheus.CounterValue, float64(n), k.module, k.result)
 	}
-	for mod, h := range m.durs {
-		cum := make(map[float64]uint64, len(InitDurationBuckets))
-		var c uint64
-		for i, le := range InitDurationBuckets {
-			c += h.buckets[i]
-			cum[le] = c
-		}
-		e.histogram(descInitDuration, h.count, h.sum, cum, mod)
+	for mod, d := range m.lastDur {
+		e.metric(descInitLastDuration, prometheus.GaugeValue, d.Seconds(), mod)
 	}
+	cum := make(map[float64]uint64, len(InitDurationBuckets))
+	var c uint64
+	for i, le := range InitDurationBuckets {
+		c += m.dur.buckets[i]
+		cum[le] = c
+	}
+	e.histogram(descInitDuration, m.dur.count, m.dur.sum, cum)
 	for k, n := range m.findings {
-		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
+		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.module)
 	}
 	for src, n := range m.srcErrs {
 		e.metric(descStartupErrors, prometheus.CounterValue, float64(n), src)
 	}
 	for k, n := range m.startup {
-		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
+		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.module)
 	}
 	if bf := m.boot; bf != nil {
 		e.metric(descBootTimeToInit, prometheus.GaugeValue, bf.TimeToInit.Seconds())

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,8 @@ func TestMetricsCollect(t *testing.T) {
 		enodev, finding(enodev, decoder.RuleInitFailed, -19),
 		good, good,
 	)
-	// Startup findings: machine-wide ones keep an empty module; a second
+	// Startup findings: machine-wide ones keep an empty module, built-in
+	// initcalls are module="built-in" as in ktracer_module_inits_total; a second
 	// report from the same source replaces the first.
 	m.SetStartupFindings("check", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "panic-loop", Severity: decoder.SeverityError}})
 	m.SetStartupFindings("check", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "kdump-not-loaded", Severity: decoder.SeverityError}})
@@ -64,78 +66,53 @@ func TestMetricsCollect(t *testing.T) {
 		{Kind: decoder.KindFinding, Rule: "unknown-boot-param", Severity: decoder.SeverityWarning},
 		{Kind: decoder.KindFinding, Rule: "unknown-boot-param", Severity: decoder.SeverityWarning},
 		{Kind: decoder.KindFinding, Rule: decoder.RuleSlowInit, Severity: decoder.SeverityWarning, Module: "virtio_net"},
+		{Kind: decoder.KindFinding, Rule: decoder.RuleSlowInit, Severity: decoder.SeverityWarning, Function: "pci_iommu_init"},
 	})
 
 	want := `
 # HELP ktracer_analyzer_overflow_total Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.
 # TYPE ktracer_analyzer_overflow_total counter
 ktracer_analyzer_overflow_total 5
-# HELP ktracer_orphan_symbol_records_total Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.
-# TYPE ktracer_orphan_symbol_records_total counter
-ktracer_orphan_symbol_records_total 6
 # HELP ktracer_build_info ktracer's version and what it was built with; always 1.
 # TYPE ktracer_build_info gauge
 ktracer_build_info{ebpf_version="v0.22.0",goarch="amd64",goos="linux",goversion="go1.26.8",revision="0c24495",version="v1.2.3"} 1
-# HELP ktracer_metric_collect_errors_total Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.
-# TYPE ktracer_metric_collect_errors_total counter
-ktracer_metric_collect_errors_total 0
-# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
+# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule and module (built-in for built-in code, empty for a machine-wide finding).
 # TYPE ktracer_findings_total counter
-ktracer_findings_total{module="kt_enodev",rule="init-failed",severity="info"} 1
-ktracer_findings_total{module="kt_positive",rule="positive-init-return",severity="error"} 1
-ktracer_findings_total{module="kt_slow",rule="slow-init",severity="warning"} 1
-# HELP ktracer_startup_findings Findings read once at start: source=boot (this boot's report: built-in initcalls, boot parameters), source=check (kdump, panics of earlier boots).
-# TYPE ktracer_startup_findings gauge
-ktracer_startup_findings{module="",rule="kdump-not-loaded",severity="error",source="check"} 1
-ktracer_startup_findings{module="",rule="unknown-boot-param",severity="warning",source="boot"} 2
-ktracer_startup_findings{module="virtio_net",rule="slow-init",severity="warning",source="boot"} 1
+ktracer_findings_total{module="kt_enodev",rule="init-failed"} 1
+ktracer_findings_total{module="kt_positive",rule="positive-init-return"} 1
+ktracer_findings_total{module="kt_slow",rule="slow-init"} 1
 # HELP ktracer_init_pointer_scans_truncated_total Module data scans for init-text pointers that hit their bound, so a dangling pointer could be missed.
 # TYPE ktracer_init_pointer_scans_truncated_total counter
 ktracer_init_pointer_scans_truncated_total 4
-# HELP ktracer_module_init_duration_seconds How long module init functions ran.
+# HELP ktracer_metric_collect_errors_total Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.
+# TYPE ktracer_metric_collect_errors_total counter
+ktracer_metric_collect_errors_total 0
+# HELP ktracer_module_init_duration_seconds How long module init functions ran, all modules together (per module: ktracer_module_init_last_duration_seconds).
 # TYPE ktracer_module_init_duration_seconds histogram
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="0.0001"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="0.001"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="0.01"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="0.1"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="1"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="10"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_enodev",le="+Inf"} 1
-ktracer_module_init_duration_seconds_sum{module="kt_enodev"} 0.000188
-ktracer_module_init_duration_seconds_count{module="kt_enodev"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="0.0001"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="0.001"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="0.01"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="0.1"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="1"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="10"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_good",le="+Inf"} 2
-ktracer_module_init_duration_seconds_sum{module="kt_good"} 0.000842
-ktracer_module_init_duration_seconds_count{module="kt_good"} 2
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="0.0001"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="0.001"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="0.01"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="0.1"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="1"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="10"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_positive",le="+Inf"} 1
-ktracer_module_init_duration_seconds_sum{module="kt_positive"} 0.000972
-ktracer_module_init_duration_seconds_count{module="kt_positive"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="0.0001"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="0.001"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="0.01"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="0.1"} 0
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="1"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="10"} 1
-ktracer_module_init_duration_seconds_bucket{module="kt_slow",le="+Inf"} 1
-ktracer_module_init_duration_seconds_sum{module="kt_slow"} 0.319
-ktracer_module_init_duration_seconds_count{module="kt_slow"} 1
+ktracer_module_init_duration_seconds_bucket{le="0.0001"} 0
+ktracer_module_init_duration_seconds_bucket{le="0.001"} 4
+ktracer_module_init_duration_seconds_bucket{le="0.01"} 4
+ktracer_module_init_duration_seconds_bucket{le="0.1"} 4
+ktracer_module_init_duration_seconds_bucket{le="1"} 5
+ktracer_module_init_duration_seconds_bucket{le="10"} 5
+ktracer_module_init_duration_seconds_bucket{le="+Inf"} 5
+ktracer_module_init_duration_seconds_sum 0.321002
+ktracer_module_init_duration_seconds_count 5
+# HELP ktracer_module_init_last_duration_seconds How long the last init function of each module ran; an init runs about once per boot, so one gauge per module says what a histogram per module would.
+# TYPE ktracer_module_init_last_duration_seconds gauge
+ktracer_module_init_last_duration_seconds{module="kt_enodev"} 0.000188
+ktracer_module_init_last_duration_seconds{module="kt_good"} 0.000421
+ktracer_module_init_last_duration_seconds{module="kt_positive"} 0.000972
+ktracer_module_init_last_duration_seconds{module="kt_slow"} 0.319
 # HELP ktracer_module_inits_total Module init functions that returned, by result: ok (0), positive (> 0, a broken rule) or failed (negative errno).
 # TYPE ktracer_module_inits_total counter
 ktracer_module_inits_total{module="kt_enodev",result="failed"} 1
 ktracer_module_inits_total{module="kt_good",result="ok"} 2
 ktracer_module_inits_total{module="kt_positive",result="positive"} 1
 ktracer_module_inits_total{module="kt_slow",result="ok"} 1
+# HELP ktracer_orphan_symbol_records_total Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.
+# TYPE ktracer_orphan_symbol_records_total counter
+ktracer_orphan_symbol_records_total 6
 # HELP ktracer_probe_attached Whether a kernel hook is attached (1) or not (0), and by which method (none when not attached).
 # TYPE ktracer_probe_attached gauge
 ktracer_probe_attached{hook="module_init_done",method="none"} 0
@@ -153,6 +130,13 @@ ktracer_records_read_total 120
 # HELP ktracer_ringbuf_fill_ratio Fraction of the BPF ring buffer waiting to be read (0 to 1); near 1, records are about to be lost.
 # TYPE ktracer_ringbuf_fill_ratio gauge
 ktracer_ringbuf_fill_ratio 0.25
+# HELP ktracer_startup_findings Findings read once at start: source=boot (this boot's report: built-in initcalls, boot parameters), source=check (kdump, panics of earlier boots).
+# TYPE ktracer_startup_findings gauge
+ktracer_startup_findings{module="",rule="kdump-not-loaded",source="check"} 1
+ktracer_startup_findings{module="",rule="unknown-boot-param",source="boot"} 2
+ktracer_startup_findings{module="virtio_net",rule="slow-init",source="boot"} 1
+ktracer_startup_findings{module="built-in",rule="slow-init",source="boot"} 1
+
 `
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)
@@ -206,8 +190,8 @@ ktracer_kdump_reserved_bytes 1.34217728e+08
 		t.Fatal(err)
 	}
 	// Without facts and self-metrics, only what is known is reported.
-	if n := testutil.CollectAndCount(NewMetrics(MetricsOptions{})); n != 2 {
-		t.Errorf("empty collector reports %d metrics, want 2 (build info, collect errors)", n)
+	if n := testutil.CollectAndCount(NewMetrics(MetricsOptions{})); n != 3 {
+		t.Errorf("empty collector reports %d metrics, want 3 (build info, collect errors, the init duration histogram)", n)
 	}
 }
 
@@ -227,11 +211,11 @@ ktracer_module_inits_total{module="a",result="positive"} 2
 ktracer_module_inits_total{module="b",result="positive"} 1
 ktracer_module_inits_total{module="built-in",result="ok"} 1
 ktracer_module_inits_total{module="other",result="positive"} 2
-# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
+# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule and module (built-in for built-in code, empty for a machine-wide finding).
 # TYPE ktracer_findings_total counter
-ktracer_findings_total{module="a",rule="positive-init-return",severity="error"} 2
-ktracer_findings_total{module="b",rule="positive-init-return",severity="error"} 1
-ktracer_findings_total{module="other",rule="positive-init-return",severity="error"} 2
+ktracer_findings_total{module="a",rule="positive-init-return"} 2
+ktracer_findings_total{module="b",rule="positive-init-return"} 1
+ktracer_findings_total{module="other",rule="positive-init-return"} 2
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_module_inits_total", "ktracer_findings_total"); err != nil {
 		t.Fatal(err)
@@ -321,9 +305,9 @@ func TestMetricsInvalidUTF8Labels(t *testing.T) {
 		}
 	}
 	want := `
-# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
+# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule and module (built-in for built-in code, empty for a machine-wide finding).
 # TYPE ktracer_findings_total counter
-ktracer_findings_total{module="kt�_bad",rule="positive-init-return",severity="error"} 1
+ktracer_findings_total{module="kt�_bad",rule="positive-init-return"} 1
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_findings_total"); err != nil {
 		t.Fatal(err)
@@ -355,5 +339,40 @@ ktracer_startup_source_errors_total{source="check"} 3
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_startup_source_errors_total"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An init runs about once per boot: per module one last-duration gauge,
+// and one unlabelled histogram for all, not nine histogram series each.
+func TestInitDurationSeries(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	for i := range 100 {
+		m.Observe(&decoder.Event{Kind: decoder.KindInitcall, Module: fmt.Sprintf("m%d", i), Duration: time.Duration(i+1) * time.Millisecond})
+	}
+	m.Observe(&decoder.Event{Kind: decoder.KindInitcall, Module: "m7", Duration: 2 * time.Second})
+	if n := testutil.CollectAndCount(m, "ktracer_module_init_last_duration_seconds"); n != 100 {
+		t.Errorf("%d last-duration series for 100 modules", n)
+	}
+	if n := testutil.CollectAndCount(m, "ktracer_module_init_duration_seconds"); n != 1 {
+		t.Errorf("%d init-duration histograms, want 1", n)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	got, err := testutil.GatherAndCount(reg, "ktracer_module_init_duration_seconds")
+	if err != nil || got != 1 {
+		t.Errorf("GatherAndCount = %d, %v", got, err)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "ktracer_module_init_duration_seconds" && mf.GetMetric()[0].GetHistogram().GetSampleCount() != 101 {
+			t.Errorf("histogram count %d, want 101", mf.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
+		if mf.GetName() == "ktracer_module_init_last_duration_seconds" {
+			for _, mt := range mf.GetMetric() {
+				if mt.GetLabel()[0].GetValue() == "m7" && mt.GetGauge().GetValue() != 2 {
+					t.Errorf("m7's last duration %v, want 2 (the later init)", mt.GetGauge().GetValue())
+				}
+			}
+		}
 	}
 }
