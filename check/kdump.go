@@ -200,6 +200,52 @@ func memTotal(s string) (uint64, error) {
 // tested is the seed's lesson.
 const testAdvice = "then, in a maintenance window, test it: echo c > /proc/sysrq-trigger, and check that a dump appears in the dump directory"
 
+// Kdump readiness reasons: the fixed set the daemon's ktracer_kdump_ready
+// carries in its reason label, in the order KdumpVerdict checks them.
+const (
+	KdumpReady             = "ready"              // a panic would leave a dump
+	KdumpUnsupported       = "kernel-unsupported" // no kexec crash support in this kernel
+	KdumpNotReserved       = "not-reserved"       // no crashkernel= at all
+	KdumpReservationFailed = "reservation-failed" // crashkernel= given, nothing reserved
+	KdumpUndersized        = "undersized"         // reserved less than the estimate
+	KdumpNotLoaded         = "not-loaded"         // reserved, but no crash kernel loaded
+)
+
+// KdumpReasons lists every reason KdumpVerdict can give.
+var KdumpReasons = []string{KdumpReady, KdumpUnsupported, KdumpNotReserved, KdumpReservationFailed, KdumpUndersized, KdumpNotLoaded}
+
+// kdumpProblems is the one judgment of whether a panic would leave a
+// dump: ktracer check's findings and the daemon's ktracer_kdump_ready both
+// come from it. Empty means ready.
+func kdumpProblems(k KdumpFacts) []string {
+	switch {
+	case !k.Supported:
+		return []string{KdumpUnsupported}
+	case k.ReservedBytes == 0 && len(k.Cmdline) == 0:
+		return []string{KdumpNotReserved}
+	case k.ReservedBytes == 0:
+		return []string{KdumpReservationFailed}
+	}
+	var p []string
+	if k.ReservedBytes < k.Estimate {
+		p = append(p, KdumpUndersized)
+	}
+	if !k.Loaded {
+		p = append(p, KdumpNotLoaded)
+	}
+	return p
+}
+
+// KdumpVerdict says whether a panic would leave a dump and, if not, the
+// first reason (one of KdumpReasons); ready exactly when ktracer check
+// reports no kdump finding.
+func KdumpVerdict(k KdumpFacts) (ready bool, reason string) {
+	if p := kdumpProblems(k); len(p) > 0 {
+		return false, p[0]
+	}
+	return true, KdumpReady
+}
+
 // kdumpFindings applies the kdump rules.
 func kdumpFindings(k KdumpFacts) []Finding {
 	rec := "crashkernel=" + sizeArg(k.Recommended)
@@ -210,33 +256,33 @@ func kdumpFindings(k KdumpFacts) []Finding {
 		}
 		return fs
 	}
-	switch {
-	case !k.Supported:
-		return withValue([]Finding{newFinding(RuleKdumpNotConfigured,
-			"this kernel cannot run kdump: /sys/kernel/kexec_crash_loaded is missing (CONFIG_KEXEC_CORE/CONFIG_CRASH_DUMP off), so a panic leaves no dump; boot a kernel built with them, "+setIt+", "+testAdvice)})
-	case k.ReservedBytes == 0 && len(k.Cmdline) == 0:
-		return withValue([]Finding{newFinding(RuleKdumpNotConfigured, fmt.Sprintf(
-			"no memory is reserved for a crash kernel (no crashkernel= on the command line), so a panic leaves no dump; install kdump-tools (Debian) or kdump-utils (RHEL) so a crash kernel is loaded at boot, for %s of RAM %s, %s",
-			human(k.RAMBytes), setIt, testAdvice))})
-	case k.ReservedBytes == 0:
-		return withValue([]Finding{newFinding(RuleKdumpNotConfigured, fmt.Sprintf(
-			"crashkernel=%s is on the command line but the kernel reserved nothing (dmesg | grep -i crashkernel says why: a range form like 384M-:128M matches no range for %s of RAM, or no free memory at the requested place); %s, %s",
-			strings.Join(k.Cmdline, " crashkernel="), human(k.RAMBytes), setIt, testAdvice))})
-	}
 	var out []Finding
-	if k.ReservedBytes < k.Estimate {
-		f := newFinding(RuleKdumpUndersized, fmt.Sprintf(
-			"%s reserved for the crash kernel covers a machine of at most %s by the estimate, but this one has %s of RAM: the crash kernel needs about %s (64 MiB kernel and initramfs + 1 byte per 4 KiB page for makedumpfile's bitmaps + 32 MiB buffers) and will run out of memory before the dump is saved; %s, %s",
-			human(k.ReservedBytes), human(k.CoversRAM), human(k.RAMBytes), human(k.Estimate), setIt, testAdvice))
-		f.Value = int64(k.ReservedBytes)
-		out = append(out, withValue([]Finding{f})...)
-	}
-	if !k.Loaded {
-		f := newFinding(RuleKdumpNotLoaded, fmt.Sprintf(
-			"%s is reserved for a crash kernel but none is loaded (/sys/kernel/kexec_crash_loaded is 0), so a panic reboots without a dump: load one at every boot (Debian: apt install kdump-tools, USE_KDUMP=1 in /etc/default/kdump-tools, systemctl enable --now kdump-tools, check with kdump-config show; RHEL: systemctl enable --now kdump, check with kdumpctl status), %s",
-			human(k.ReservedBytes), testAdvice))
-		f.Value = int64(k.ReservedBytes)
-		out = append(out, f)
+	for _, problem := range kdumpProblems(k) {
+		switch problem {
+		case KdumpUnsupported:
+			return withValue([]Finding{newFinding(RuleKdumpNotConfigured,
+				"this kernel cannot run kdump: /sys/kernel/kexec_crash_loaded is missing (CONFIG_KEXEC_CORE/CONFIG_CRASH_DUMP off), so a panic leaves no dump; boot a kernel built with them, "+setIt+", "+testAdvice)})
+		case KdumpNotReserved:
+			return withValue([]Finding{newFinding(RuleKdumpNotConfigured, fmt.Sprintf(
+				"no memory is reserved for a crash kernel (no crashkernel= on the command line), so a panic leaves no dump; install kdump-tools (Debian) or kdump-utils (RHEL) so a crash kernel is loaded at boot, for %s of RAM %s, %s",
+				human(k.RAMBytes), setIt, testAdvice))})
+		case KdumpReservationFailed:
+			return withValue([]Finding{newFinding(RuleKdumpNotConfigured, fmt.Sprintf(
+				"crashkernel=%s is on the command line but the kernel reserved nothing (dmesg | grep -i crashkernel says why: a range form like 384M-:128M matches no range for %s of RAM, or no free memory at the requested place); %s, %s",
+				strings.Join(k.Cmdline, " crashkernel="), human(k.RAMBytes), setIt, testAdvice))})
+		case KdumpUndersized:
+			f := newFinding(RuleKdumpUndersized, fmt.Sprintf(
+				"%s reserved for the crash kernel covers a machine of at most %s by the estimate, but this one has %s of RAM: the crash kernel needs about %s (64 MiB kernel and initramfs + 1 byte per 4 KiB page for makedumpfile's bitmaps + 32 MiB buffers) and will run out of memory before the dump is saved; %s, %s",
+				human(k.ReservedBytes), human(k.CoversRAM), human(k.RAMBytes), human(k.Estimate), setIt, testAdvice))
+			f.Value = int64(k.ReservedBytes)
+			out = append(out, withValue([]Finding{f})...)
+		case KdumpNotLoaded:
+			f := newFinding(RuleKdumpNotLoaded, fmt.Sprintf(
+				"%s is reserved for a crash kernel but none is loaded (/sys/kernel/kexec_crash_loaded is 0), so a panic reboots without a dump: load one at every boot (Debian: apt install kdump-tools, USE_KDUMP=1 in /etc/default/kdump-tools, systemctl enable --now kdump-tools, check with kdump-config show; RHEL: systemctl enable --now kdump, check with kdumpctl status), %s",
+				human(k.ReservedBytes), testAdvice))
+			f.Value = int64(k.ReservedBytes)
+			out = append(out, f)
+		}
 	}
 	return out
 }

@@ -241,3 +241,32 @@ func TestKdumpHighAndLow(t *testing.T) {
 		t.Fatalf("findings = %+v, want none", f)
 	}
 }
+
+// One judgment: KdumpVerdict is ready exactly when ktracer check reports no
+// kdump finding, and its reason is always one of the fixed set.
+func TestKdumpVerdictMatchesFindings(t *testing.T) {
+	base := KdumpFacts{Supported: true, Loaded: true, Cmdline: []string{"384M-:128M"}, RAMBytes: 16 << 30, ReservedBytes: 128 << 20}
+	cases := map[string]func(*KdumpFacts){
+		KdumpReady:             func(*KdumpFacts) {},
+		KdumpUnsupported:       func(k *KdumpFacts) { k.Supported = false },
+		KdumpNotReserved:       func(k *KdumpFacts) { k.Cmdline, k.ReservedBytes = nil, 0 },
+		KdumpReservationFailed: func(k *KdumpFacts) { k.ReservedBytes = 0 },
+		KdumpUndersized:        func(k *KdumpFacts) { k.RAMBytes = 256 << 30 },
+		KdumpNotLoaded:         func(k *KdumpFacts) { k.Loaded = false },
+	}
+	for want, mod := range cases {
+		k := base
+		mod(&k)
+		k.Estimate, k.Recommended = CrashEstimate(k.RAMBytes), RecommendedCrashkernel(k.RAMBytes)
+		ready, reason := KdumpVerdict(k)
+		if reason != want {
+			t.Errorf("%s: reason %q", want, reason)
+		}
+		if found := len(kdumpFindings(k)) > 0; ready == found {
+			t.Errorf("%s: ready %v but findings %+v", want, ready, kdumpFindings(k))
+		}
+	}
+	if len(cases) != len(KdumpReasons) {
+		t.Errorf("KdumpReasons has %d reasons, the test %d", len(KdumpReasons), len(cases))
+	}
+}

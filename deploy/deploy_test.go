@@ -34,7 +34,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	m := export.NewMetrics(export.MetricsOptions{Self: func() export.SelfStats { return export.SelfStats{} }})
 	m.SetHooks([]export.Hook{{Name: "module_load", Attached: true, Method: "raw_tracepoint"}})
 	m.SetBoot(export.BootFacts{TimeToInit: time.Second, BuiltinInitcalls: 1, SlowestFunction: "f", SlowestDuration: time.Millisecond})
-	m.SetKdump(export.KdumpFacts{})
+	m.SetKdump(export.KdumpFacts{Reason: "not-loaded"})
 	m.SetStartupFindings("check", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "panic-loop", Severity: decoder.SeverityError}})
 	m.AddStartupErrors("check", 1)
 	ic := &decoder.Event{Kind: decoder.KindInitcall, Module: "m", Ret: 1}

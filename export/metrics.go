@@ -61,16 +61,15 @@ type BootFacts struct {
 	SlowestDuration  time.Duration
 }
 
-// KdumpFacts is what ktracer check knows about crash dumping.
+// KdumpFacts is what ktracer check knows about crash dumping, and its
+// verdict: export does not judge readiness itself (check.KdumpVerdict
+// does), so the metric and the command never disagree.
 type KdumpFacts struct {
 	CrashKernelLoaded bool   // /sys/kernel/kexec_crash_loaded
 	ReservedBytes     uint64 // /sys/kernel/kexec_crash_size
-	RecommendedBytes  uint64 // the estimate for this machine's RAM
-}
-
-// Ready is what an operator wants to know: a crash would leave a dump.
-func (k KdumpFacts) Ready() bool {
-	return k.CrashKernelLoaded && k.ReservedBytes > 0 && k.ReservedBytes >= k.RecommendedBytes
+	RecommendedBytes  uint64 // the crashkernel= ktracer check recommends
+	Ready             bool   // a panic would leave a dump
+	Reason            string // why not, from a fixed set (check.KdumpReasons); "ready" when Ready
 }
 
 // MetricsOptions configures a Metrics collector.
@@ -170,7 +169,7 @@ var (
 	descCollectErrors = prometheus.NewDesc("ktracer_metric_collect_errors_total",
 		"Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.", nil, nil)
 	descKdumpReady = prometheus.NewDesc("ktracer_kdump_ready",
-		"Whether a panic would leave a dump (1): crash kernel loaded and reservation large enough.", nil, nil)
+		"Whether a panic would leave a dump (1) or not (0), as ktracer check judges it; reason says why not (ready, kernel-unsupported, not-reserved, reservation-failed, undersized, not-loaded).", []string{"reason"}, nil)
 )
 
 var allDescs = []*prometheus.Desc{
@@ -379,7 +378,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		e.metric(descKdumpLoaded, prometheus.GaugeValue, boolFloat(k.CrashKernelLoaded))
 		e.metric(descKdumpReserved, prometheus.GaugeValue, float64(k.ReservedBytes))
 		e.metric(descKdumpRecommended, prometheus.GaugeValue, float64(k.RecommendedBytes))
-		e.metric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready()))
+		e.metric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready), k.Reason)
 	}
 }
 

@@ -160,7 +160,7 @@ func TestMetricsBootAndKdumpFacts(t *testing.T) {
 	m := NewMetrics(MetricsOptions{Build: BuildInfo{Version: "devel", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"}})
 	m.SetBoot(BootFacts{TimeToInit: 1500 * time.Millisecond, BuiltinInitcalls: 612, SlowestFunction: "raid6_select_algo", SlowestDuration: 40 * time.Millisecond})
 	// Seed incident 3: 128 MiB reserved on a 256 GB machine.
-	m.SetKdump(KdumpFacts{CrashKernelLoaded: true, ReservedBytes: 128 << 20, RecommendedBytes: 512 << 20})
+	m.SetKdump(KdumpFacts{CrashKernelLoaded: true, ReservedBytes: 128 << 20, RecommendedBytes: 512 << 20, Reason: "undersized"})
 	want := `
 # HELP ktracer_boot_builtin_initcalls Built-in initcalls run on this boot.
 # TYPE ktracer_boot_builtin_initcalls gauge
@@ -174,9 +174,9 @@ ktracer_boot_time_to_init_seconds 1.5
 # HELP ktracer_kdump_crash_kernel_loaded Whether a crash kernel is loaded (1) or not (0).
 # TYPE ktracer_kdump_crash_kernel_loaded gauge
 ktracer_kdump_crash_kernel_loaded 1
-# HELP ktracer_kdump_ready Whether a panic would leave a dump (1): crash kernel loaded and reservation large enough.
+# HELP ktracer_kdump_ready Whether a panic would leave a dump (1) or not (0), as ktracer check judges it; reason says why not (ready, kernel-unsupported, not-reserved, reservation-failed, undersized, not-loaded).
 # TYPE ktracer_kdump_ready gauge
-ktracer_kdump_ready 0
+ktracer_kdump_ready{reason="undersized"} 0
 # HELP ktracer_kdump_recommended_bytes Crash kernel memory this machine needs, as ktracer check estimates it.
 # TYPE ktracer_kdump_recommended_bytes gauge
 ktracer_kdump_recommended_bytes 5.36870912e+08
@@ -273,7 +273,7 @@ func TestMetricsInvalidUTF8Labels(t *testing.T) {
 	feed(t, m, ev, finding(ev, decoder.RulePositiveInitReturn, 1))
 	m.SetStartupFindings("boot", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "slow-init", Severity: decoder.SeverityWarning, Module: bad}})
 	m.SetBoot(BootFacts{TimeToInit: time.Second, BuiltinInitcalls: 3, SlowestFunction: "fn\xff", SlowestDuration: time.Millisecond})
-	m.SetKdump(KdumpFacts{CrashKernelLoaded: true, ReservedBytes: 1, RecommendedBytes: 1})
+	m.SetKdump(KdumpFacts{CrashKernelLoaded: true, ReservedBytes: 1, RecommendedBytes: 1, Ready: true, Reason: "ready"})
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)

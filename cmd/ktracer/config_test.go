@@ -31,6 +31,8 @@ func TestBadConfiguration(t *testing.T) {
 		{[]string{"daemon", "--log.format", "xml"}, "ktracer: --log.format: unknown log format \"xml\""},
 		{[]string{"daemon", "--log.file", filepath.Join(notDir, "ktracer.log")}, "ktracer: --log.file: "},
 		{[]string{"daemon", "--log.file", "/dev/null", "--state-dir", filepath.Join(notDir, "state")}, "ktracer: --state-dir: "},
+		{[]string{"daemon", "--log.file", "/dev/null", "--root", notDir}, "ktracer: --root " + notDir + " is not an absolute path to a directory"},
+		{[]string{"daemon", "--log.file", "/dev/null", "--state-dir", "var/lib/ktracer"}, "ktracer: --state-dir must be an absolute path"},
 		{[]string{"check", "--output", "yaml"}, "ktracer"},
 	} {
 		cmd := exec.Command(bin, tc.args...)

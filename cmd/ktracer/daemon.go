@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,7 @@ const defaultListenAddress = "127.0.0.1:19436"
 type daemonOptions struct {
 	traceOptions
 	stateDir   string
+	root       string
 	listen     []string
 	webConfig  string
 	logFormat  string
@@ -78,16 +80,19 @@ func checkSource(d *daemonStart) error {
 	if d.Options.stateDir != "" {
 		opts.StateDir = d.Options.stateDir
 	}
-	r, err := check.Run(os.DirFS("/"), opts)
+	r, err := check.Run(os.DirFS(d.Options.root), opts)
 	if err != nil {
 		d.Metrics.AddStartupErrors("check", 1)
 		return fmt.Errorf("ktracer check: %w", err)
 	}
 	d.Metrics.AddStartupErrors("check", len(r.Errors))
+	ready, reason := check.KdumpVerdict(r.Kdump)
 	d.Metrics.SetKdump(export.KdumpFacts{
 		CrashKernelLoaded: r.Kdump.Loaded,
 		ReservedBytes:     r.Kdump.ReservedBytes,
 		RecommendedBytes:  r.Kdump.Recommended,
+		Ready:             ready,
+		Reason:            reason,
 	})
 	var evs []*decoder.Event
 	for _, f := range r.Findings {
@@ -107,7 +112,7 @@ func historySource(d *daemonStart) error {
 	if d.Options.stateDir == "" {
 		return nil
 	}
-	rec, _, err := history.Start(d.Options.stateDir)
+	rec, _, err := history.Start(d.Options.hostPath(d.Options.stateDir))
 	if err != nil {
 		return fmt.Errorf("boot history (--state-dir %s): %w", d.Options.stateDir, err)
 	}
@@ -118,7 +123,7 @@ func historySource(d *daemonStart) error {
 // bootSource publishes the boot report: time to init, built-in initcalls,
 // the slowest one, and its findings (built-in inits, boot parameters).
 func bootSource(d *daemonStart) error {
-	in := boot.Input{Root: os.DirFS("/")}
+	in := boot.Input{Root: os.DirFS(d.Options.root)}
 	if b, err := readKernelLog(); err == nil {
 		in.Log = bytes.NewReader(b)
 	}
@@ -180,7 +185,8 @@ format). Every event and finding is logged as one structured line to stderr
 	f.StringVar(&o.logLevel, "log.level", "info", "least severe log level written: debug, info, warn or error")
 	f.StringVar(&o.logFile, "log.file", "", "write the log to this file instead of stderr; SIGHUP reopens it")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "init duration above which slow-init is reported")
-	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history here (panic-loop detection); empty: do not")
+	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history here, inside --root (panic-loop detection); empty: do not")
+	f.StringVar(&o.root, "root", "/", "the host's root directory: its /proc, /sys (kdump, pstore), /lib/modules and --state-dir are read under it (a container with the host mounted at /host: --root=/host)")
 	f.IntVar(&o.maxModules, "metrics.max-modules", export.DefaultMaxModules, "distinct module label values; further modules are counted as module=\"other\"")
 	addTraceFlags(f, &o.traceOptions)
 	return cmd
@@ -227,8 +233,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	log := slog.New(handler)
 	// The boot history is written after attaching: find an unusable state
 	// directory now, before any probe exists.
+	if st, err := os.Stat(o.root); err != nil || !st.IsDir() || !filepath.IsAbs(o.root) {
+		return fail("--root %s is not an absolute path to a directory", o.root)
+	}
+	if o.stateDir != "" && !filepath.IsAbs(o.stateDir) {
+		return fail("--state-dir must be an absolute path (inside --root), got %q", o.stateDir)
+	}
 	if o.stateDir != "" {
-		if err := checkWritableDir(o.stateDir); err != nil {
+		if err := checkWritableDir(o.hostPath(o.stateDir)); err != nil {
 			return fail("--state-dir: %w", err)
 		}
 	}
@@ -420,6 +432,11 @@ loop:
 	}
 	log.Info("detached")
 	return nil
+}
+
+// hostPath is p (absolute) on the host, under --root.
+func (o daemonOptions) hostPath(p string) string {
+	return filepath.Join(o.root, p)
 }
 
 func monoNow() uint64 {
