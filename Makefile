@@ -14,7 +14,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 PCV      := github.com/prometheus/common/version
 LDFLAGS  := -s -w -X $(PCV).Version=$(VERSION) -X $(PCV).Revision=$(REVISION)
 
-.PHONY: all build deb deb-test deb-deps unit vm e2e e2e-deps test test-matrix fuzz fuzz-short bench-quick demo generate check-generated generate-deps vmlinux.h bench clean
+.PHONY: all build deb deb-test deb-deps k8s-test unit vm e2e e2e-deps test test-matrix fuzz fuzz-short bench-quick demo generate check-generated generate-deps vmlinux.h bench clean
 
 all: build
 
@@ -31,6 +31,12 @@ deb: build
 # scripts in a scratch root, and runs lintian.
 deb-test: deb-deps
 	cd deploy/deb && $(GO) vet . && $(GO) test -count=1 -v .
+
+# The Kubernetes manifest, decoded strictly into the upstream API types
+# (deploy/kubernetes, its own Go module), and its arguments parsed by
+# ktracer daemon.
+k8s-test:
+	cd deploy/kubernetes && $(GO) vet . && $(GO) test -count=1 -v .
 
 deb-deps:
 	@command -v lintian >/dev/null && command -v deb-systemd-helper >/dev/null || \
@@ -55,7 +61,7 @@ e2e-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus systemd >/dev/null; }
 
-test: unit fuzz-short deb-test e2e
+test: unit fuzz-short deb-test k8s-test e2e
 
 # The kernel matrix alone (also part of e2e): Debian bullseye 5.10, bookworm
 # 6.1, trixie 6.12; writes build/matrix.md.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ktracer/ktracer/check"
+	"github.com/ktracer/ktracer/check/history"
 	"github.com/ktracer/ktracer/decoder"
 	"github.com/ktracer/ktracer/export"
 )
@@ -134,4 +135,18 @@ func startupGauge(t *testing.T, m *export.Metrics, rule string) prometheus.Colle
 		}
 	}
 	return g
+}
+
+// --state-dir is inside --root: the boot history the daemon writes is the
+// one ktracer check (and the next start) reads under the same root.
+func TestDaemonStateUnderRoot(t *testing.T) {
+	root := t.TempDir()
+	o := daemonOptions{root: root, stateDir: "/var/lib/ktracer"}
+	d := &daemonStart{Options: o, AtCleanStop: func(func() error) {}}
+	if err := historySource(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/ktracer", history.FileName)); err != nil {
+		t.Errorf("no boot history under --root: %v", err)
+	}
 }
