@@ -331,12 +331,14 @@ scrape_configs:
 		{`ktracer_findings_total{module="kt_positive",rule!="positive-init-return"}`, "none"},
 		// Startup sources: ktracer check (no crash kernel in the VM) and
 		// the boot report (the VM boots with initcall_debug).
-		{`ktracer_kdump_ready`, "0"},
+		// check's verdict: not ready, for the reason its finding gives.
+		{`ktracer_kdump_ready{reason=~"not-reserved|kernel-unsupported"}`, "0"},
 		{`ktracer_startup_findings{source="check",rule="kdump-not-configured"}`, "1"},
 		{`ktracer_boot_builtin_initcalls > 100`, "series"},
 		{`ktracer_boot_time_to_init_seconds > 0`, "series"},
-		// Debian 6.1: set_hardened_usercopy (a late initcall) returns 1.
-		{`ktracer_startup_findings{source="boot",rule="positive-init-return",module=""}`, "1"},
+		// Debian 6.1: set_hardened_usercopy (a late initcall) returns 1;
+		// built-in code is module="built-in", as in ktracer_module_inits_total.
+		{`ktracer_startup_findings{source="boot",rule="positive-init-return",module="built-in"}`, "1"},
 	} {
 		// The startup sources run after READY and take a while under TCG.
 		var r []struct {
