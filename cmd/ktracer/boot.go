@@ -223,6 +223,13 @@ func openFrom(p string) (io.Reader, func() error, error) {
 	case m&os.ModeDevice != 0 || m&os.ModeSocket != 0:
 		return nil, nil, errors.New("a device or socket, not a file")
 	}
+	// /proc/kmsg looks like a regular file but blocks until the next
+	// message and takes each message away from syslogd: no file in /proc
+	// or /sys is a saved log.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p, &fs); err == nil && (fs.Type == unix.PROC_SUPER_MAGIC || fs.Type == unix.SYSFS_MAGIC) {
+		return nil, nil, errors.New("a /proc or /sys file, not a saved log (for the kernel log give /dev/kmsg, or no --from)")
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, nil, err

@@ -36,6 +36,11 @@ func TestBootFromDevices(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "/dev/zero") || !strings.Contains(out, "character device") {
 		t.Errorf("--from /dev/zero: exit %d, %q", code, out)
 	}
+	// /proc/kmsg is "regular" but blocks, and reading it is destructive.
+	out, code = run("boot", "--from", "/proc/kmsg")
+	if code != 2 || !strings.Contains(out, "/proc/kmsg") || !strings.Contains(out, "/proc or /sys") {
+		t.Errorf("--from /proc/kmsg: exit %d, %q", code, out)
+	}
 	if f, err := os.Open("/dev/kmsg"); err == nil {
 		f.Close()
 		out, code = run("boot", "--from", "/dev/kmsg")
