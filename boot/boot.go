@@ -44,7 +44,8 @@ const (
 	SourceTrace        = "trace"          // trace_event=initcall:* in the trace buffer
 	SourceInitcallLog  = "initcall_debug" // "calling"/"returned" lines in the kernel log
 	SourceNone         = "none"
-	LevelModule        = "module" // a loadable module's init, run by insmod/udev
+	SourceUnreadable   = "unreadable" // initcall_debug lines in a log format not read
+	LevelModule        = "module"     // a loadable module's init, run by insmod/udev
 	LevelUnknown       = "unknown"
 	defaultSlow        = 100 * time.Millisecond
 	defaultTop         = 10
@@ -115,7 +116,7 @@ type LevelSummary struct {
 type Report struct {
 	Kernel     string         `json:"kernel,omitempty"` // the "Linux version" line
 	Cmdline    string         `json:"cmdline,omitempty"`
-	Source     string         `json:"source"` // SourceTrace, SourceInitcallLog or SourceNone
+	Source     string         `json:"source"` // SourceTrace, SourceInitcallLog, SourceNone or SourceUnreadable
 	Initcalls  []Initcall     `json:"initcalls"`
 	Levels     []LevelSummary `json:"levels"`
 	TimeToInit time.Duration  `json:"time_to_init_ns"` // "Run /init" or the last built-in initcall's end
@@ -129,8 +130,11 @@ type Report struct {
 
 // Input is what one analysis reads. Every field is optional.
 type Input struct {
-	Log   io.Reader // the kernel log: dmesg output, /dev/kmsg records or syslog(2) text
-	Trace io.Reader // the trace buffer text; nil: read it from Root
+	Log io.Reader // the kernel log: dmesg output, /dev/kmsg records or syslog(2) text
+	// LogName and TraceName name the inputs in notes and errors ("dmesg.txt",
+	// "the kernel log"); empty: a generic name.
+	LogName, TraceName string
+	Trace              io.Reader // the trace buffer text; nil: read it from Root
 	// Root is the machine the boot happened on, rooted like "/": /proc,
 	// /sys, /lib/modules. Nil when the log was saved elsewhere (--from):
 	// then only the log itself is checked.
@@ -158,7 +162,7 @@ func Analyze(in Input, opt Options) (*Report, error) {
 	var klog *kernelLog
 	if in.Log != nil {
 		var err error
-		if klog, err = parseKernelLog(in.Log); err != nil {
+		if klog, err = parseKernelLog(in.Log, in.LogName); err != nil {
 			return nil, err
 		}
 	}
@@ -175,7 +179,7 @@ func Analyze(in Input, opt Options) (*Report, error) {
 	var tr *traceLog
 	if traceIn != nil {
 		var err error
-		if tr, err = parseTrace(traceIn); err != nil {
+		if tr, err = parseTrace(traceIn, in.TraceName); err != nil {
 			return nil, err
 		}
 	}
@@ -194,8 +198,12 @@ func Analyze(in Input, opt Options) (*Report, error) {
 			r.Notes = append(r.Notes, fmt.Sprintf("the trace buffer holds only %d of the %d initcalls in the kernel log, so the log is used: the buffer was reset, e.g. when the kernel switched the trace clock at late_initcall (\"Unstable clock detected\"); boot with trace_clock=global", len(tr.initcalls), len(klog.initcalls)))
 		}
 	}
+	if tr != nil {
+		r.Notes = append(r.Notes, tr.notes...)
+	}
 	if klog != nil {
 		r.Kernel, r.Cmdline = klog.version, klog.cmdline
+		r.Notes = append(r.Notes, klog.notes...)
 		if klog.wrapped {
 			r.Notes = append(r.Notes, "the kernel log no longer starts at boot (its ring buffer wrapped): boot with log_buf_len=4M, or use the trace events")
 		}
@@ -206,10 +214,13 @@ func Analyze(in Input, opt Options) (*Report, error) {
 		}
 	}
 
-	if r.Source == SourceNone {
+	switch {
+	case r.Source == SourceNone && klog != nil && klog.unreadFormat:
+		r.Source = SourceUnreadable // recorded, in a form not read: its note says which
+	case r.Source == SourceNone:
 		r.Recommend = Recommended
 		r.Notes = append(r.Notes, "this boot was recorded with neither boot-time initcall trace events nor initcall_debug, so its initcalls cannot be listed; add to the kernel command line either of: "+recommendTrace+" | "+recommendDebug)
-	} else {
+	default:
 		if r.Source == SourceInitcallLog || levelsMissing(r.Initcalls) {
 			assignLevels(r)
 		}
@@ -230,6 +241,9 @@ func Analyze(in Input, opt Options) (*Report, error) {
 	slices.SortStableFunc(r.Findings, func(a, b Finding) int { return cmp.Compare(b.Severity, a.Severity) })
 	return r, nil
 }
+
+// Recorded tells whether the report lists the boot's initcalls.
+func (r *Report) Recorded() bool { return r.Source == SourceTrace || r.Source == SourceInitcallLog }
 
 func levelsMissing(ics []Initcall) bool {
 	for _, ic := range ics {

@@ -33,6 +33,7 @@ var sourceWords = map[string]string{
 	SourceTrace:       "boot-time trace events (initcall:initcall_level, initcall_start, initcall_finish)",
 	SourceInitcallLog: "initcall_debug lines in the kernel log",
 	SourceNone:        "nothing: neither boot-time trace events nor initcall_debug",
+	SourceUnreadable:  "initcall_debug lines in a log format ktracer does not read (see the note)",
 }
 
 func ms(d time.Duration) string {
@@ -85,15 +86,15 @@ func WriteText(w io.Writer, r *Report) error {
 			builtin, len(r.Initcalls)-builtin, failed, fmtDur(r.TimeToInit))
 		ew.printf("\ntime per level:\n")
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "  level\tinitcalls\tfrom (s)\tto (s)\tinitcall time\n")
+		decoder.Fprintf(tw, "  level\tinitcalls\tfrom (s)\tto (s)\tinitcall time\n")
 		for _, l := range r.Levels {
-			fmt.Fprintf(tw, "  %s\t%d\t%.6f\t%.6f\t%s\n", l.Name, l.Count, l.Start.Seconds(), l.End.Seconds(), ms(l.Duration))
+			decoder.Fprintf(tw, "  %s\t%d\t%.6f\t%.6f\t%s\n", l.Name, l.Count, l.Start.Seconds(), l.End.Seconds(), ms(l.Duration))
 		}
 		tw.Flush()
 		ew.printf("\nslowest built-in initcalls:\n")
 		tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 		for _, ic := range r.Slowest {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", ms(ic.Duration), ic.Level, ic.Function)
+			decoder.Fprintf(tw, "  %s\t%s\t%s\n", ms(ic.Duration), ic.Level, ic.Function)
 		}
 		tw.Flush()
 	}
@@ -162,4 +163,6 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (e *errWriter) printf(format string, a ...any) { fmt.Fprintf(e, format, a...) }
+// printf escapes every string argument (decoder.Printable): a name read
+// from a log cannot forge a line or reach the terminal as an escape.
+func (e *errWriter) printf(format string, a ...any) { decoder.Fprintf(e, format, a...) }

@@ -2,12 +2,15 @@ package boot
 
 import (
 	"cmp"
+	"encoding/xml"
 	"fmt"
-	"html"
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/ktracer/ktracer/decoder"
 )
 
 // Colours by level family, so neighbouring rows differ.
@@ -69,9 +72,9 @@ func WriteSVG(w io.Writer, r *Report) error {
 			builtin++
 		}
 	}
-	ew.printf(`<text x="%d" y="24" font-size="17" font-weight="bold">%s</text>`+"\n", svgLeft-170, html.EscapeString(title))
+	ew.printf(`<text x="%d" y="24" font-size="17" font-weight="bold">%s</text>`+"\n", svgLeft-170, xmlText(title))
 	ew.printf(`<text x="%d" y="44" font-size="12" fill="#444">%d built-in initcalls by level, %s to /init; bar = one initcall, pale band = the level's span, the %d slowest are named; recorded by %s</text>`+"\n",
-		svgLeft-170, builtin, fmtDur(r.TimeToInit), svgLabels, html.EscapeString(r.Source))
+		svgLeft-170, builtin, fmtDur(r.TimeToInit), svgLabels, xmlText(r.Source))
 
 	// Time axis with round ticks.
 	step := tickStep(end)
@@ -101,7 +104,7 @@ func WriteSVG(w io.Writer, r *Report) error {
 		if i%2 == 0 {
 			ew.printf(`<rect x="0" y="%d" width="%d" height="%d" fill="#f6f6f6"/>`+"\n", y, svgWidth, svgRowH)
 		}
-		ew.printf(`<text x="%d" y="%d" font-size="13" font-weight="bold" text-anchor="end" fill="%s">%s</text>`+"\n", svgLeft-10, y+20, col, html.EscapeString(l.Name))
+		ew.printf(`<text x="%d" y="%d" font-size="13" font-weight="bold" text-anchor="end" fill="%s">%s</text>`+"\n", svgLeft-10, y+20, col, xmlText(l.Name))
 		ew.printf(`<text x="%d" y="%d" font-size="10" text-anchor="end" fill="#555">%d calls, %s</text>`+"\n", svgLeft-10, y+34, l.Count, fmtDur(l.Duration))
 		ew.printf(`<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.18"/>`+"\n", x(l.Start), y+8, math.Max(x(l.End)-x(l.Start), svgMinBarW), svgRowH-16, col)
 	}
@@ -145,7 +148,7 @@ func WriteSVG(w io.Writer, r *Report) error {
 			name += " [" + ic.Module + "]"
 		}
 		ew.printf(`<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" fill-opacity="%.2f"%s><title>%s: %s level, start %.6f s, %s, returned %s</title></rect>`+"\n",
-			x0, y+13, bw, svgRowH-26, col, opacity, stroke, html.EscapeString(name), ic.Level, ic.Start.Seconds(), fmtDur(ic.Duration), html.EscapeString(retText(ic)))
+			x0, y+13, bw, svgRowH-26, col, opacity, stroke, xmlText(name), ic.Level, ic.Start.Seconds(), fmtDur(ic.Duration), xmlText(retText(ic)))
 		switch {
 		case bad:
 			want = append(want, label{text: fmt.Sprintf("%s returned %s", name, retText(ic)), color: "#c00000", row: row, seq: ic.Seq, bar: [2]float64{x0, x0 + bw}, prio: math.MaxInt64})
@@ -189,7 +192,7 @@ func WriteSVG(w io.Writer, r *Report) error {
 		}
 	}
 	for _, l := range labels {
-		ew.printf(`<text x="%.1f" y="%.1f" font-size="11" fill="%s" stroke="#fff" stroke-width="3" paint-order="stroke">%s</text>`+"\n", l.x, l.y, l.color, html.EscapeString(l.text))
+		ew.printf(`<text x="%.1f" y="%.1f" font-size="11" fill="%s" stroke="#fff" stroke-width="3" paint-order="stroke">%s</text>`+"\n", l.x, l.y, l.color, xmlText(l.text))
 	}
 	// The time before the first initcall after the console ones is
 	// start_kernel's own setup: name it, or the empty left looks like a gap.
@@ -230,4 +233,14 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%d µs", d.Microseconds())
+}
+
+// xmlText makes a value safe as SVG text or an attribute value: first
+// decoder.Printable, the escaping every renderer shares (control bytes,
+// invalid UTF-8), then XML's own quoting of markup characters. The result
+// is valid XML 1.0 whatever the input.
+func xmlText(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(decoder.Printable(s))) // writes to a Builder: cannot fail
+	return b.String()
 }

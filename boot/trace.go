@@ -1,19 +1,18 @@
 package boot
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // traceLog is what the trace buffer says about a boot.
 type traceLog struct {
 	initcalls []Initcall
 	reset     bool // the first initcall is not a console or early one
+	notes     []string
 }
 
 var (
@@ -25,40 +24,59 @@ var (
 	tLevelRe = regexp.MustCompile(`^level=(\w+)$`)
 )
 
-// parseTrace reads /sys/kernel/tracing/trace text with the initcall events.
-func parseTrace(r io.Reader) (*traceLog, error) {
+// parseTrace reads /sys/kernel/tracing/trace text with the initcall
+// events. Lines of other tracers and events in the same buffer (the
+// function tracer on initcall_* functions, trace_marker writes) are not
+// ours and are skipped; a malformed initcall event is skipped with a note.
+func parseTrace(r io.Reader, name string) (*traceLog, error) {
+	if name == "" {
+		name = "trace"
+	}
 	tl := &traceLog{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lr := newLineReader(r, name)
 	level := LevelUnknown
 	open := map[string]int{} // function@pid -> index
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
+	bad, firstBad := 0, ""
+	skip := func(what string) {
+		if bad == 0 {
+			firstBad = fmt.Sprintf("%s line %d: %s", name, lr.n, what)
+		}
+		bad++
+	}
+	for {
+		line, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 		if strings.HasPrefix(line, "#") || !strings.Contains(line, ": initcall_") {
 			continue
 		}
 		m := traceRe.FindStringSubmatch(line)
 		if m == nil {
-			return nil, fmt.Errorf("trace line %d: not an initcall event: %q", n, line)
+			continue // another tracer's line that mentions an initcall_ name
 		}
 		pid, _ := strconv.Atoi(m[2])
-		sec, _ := strconv.ParseInt(m[4], 10, 64)
-		frac := (m[5] + "000000000")[:9]
-		ns, _ := strconv.ParseInt(frac, 10, 64)
-		ts := time.Duration(sec)*time.Second + time.Duration(ns)
+		ts, ok := stamp(m[4], m[5])
+		if !ok {
+			skip("timestamp out of range")
+			continue
+		}
 		if m[6] == "initcall_level" {
 			lm := tLevelRe.FindStringSubmatch(m[7])
 			if lm == nil {
-				return nil, fmt.Errorf("trace line %d: bad initcall_level %q", n, m[7])
+				skip(fmt.Sprintf("bad initcall_level %q", m[7]))
+				continue
 			}
 			level = lm[1]
 			continue
 		}
 		fm := tFuncRe.FindStringSubmatch(m[7])
 		if fm == nil {
-			return nil, fmt.Errorf("trace line %d: bad %s %q", n, m[6], m[7])
+			skip(fmt.Sprintf("bad %s %q", m[6], m[7]))
+			continue
 		}
 		key := fm[1] + "@" + m[2]
 		if m[6] == "initcall_start" {
@@ -77,16 +95,24 @@ func parseTrace(r io.Reader) (*traceLog, error) {
 		if !ok {
 			continue // started before the buffer's first event
 		}
-		delete(open, key)
 		ret, err := strconv.ParseInt(fm[3], 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("trace line %d: bad return in %q", n, m[7])
+			skip(fmt.Sprintf("bad return in %q", m[7]))
+			continue
 		}
+		delete(open, key)
 		ic := &tl.initcalls[i]
 		ic.Ret, ic.Duration, ic.Finished = int32(ret), ts-ic.Start, true
+		if ic.Duration < 0 {
+			ic.Duration = 0
+			tl.notes = append(tl.notes, fmt.Sprintf("%s line %d: %s finished before it started (the trace clock went back): its duration is unknown, shown as 0", name, lr.n, ic.Function))
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read trace: %w", err)
+	if bad > 0 {
+		tl.notes = append(tl.notes, fmt.Sprintf("%s: %d malformed initcall events skipped; the first, %s", name, bad, firstBad))
+	}
+	if n := lr.skippedNote(); n != "" {
+		tl.notes = append(tl.notes, n)
 	}
 	return tl, nil
 }

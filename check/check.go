@@ -79,6 +79,9 @@ type BootFacts struct {
 	Records  []PstoreRecord
 	DumpDir  string
 	Dumps    []Dump
+	// IgnoredDumps are files named like dumps that are not evidence of
+	// one, with the reason ("/var/crash/x/vmcore (empty)").
+	IgnoredDumps []string
 	// StateFile is ktracer's boot history; History is nil when the file
 	// does not exist (the daemon never ran here).
 	StateFile string
@@ -96,6 +99,15 @@ type Report struct {
 	Kdump    KdumpFacts
 	Boot     BootFacts
 	Findings []Finding
+	// Errors are the sources that could not be read; each fails alone,
+	// and the findings come from the rest.
+	Errors []SourceError
+}
+
+// SourceError is one source the check could not read.
+type SourceError struct {
+	Source string `json:"source"` // "kdump", "pstore /sys/fs/pstore/dmesg-ramoops-0", "boot history", ...
+	Err    string `json:"error"`
 }
 
 // Worst is the highest severity found, 0 when there is no finding.
@@ -122,11 +134,18 @@ func Run(fsys fs.FS, o Options) (*Report, error) {
 	r := &Report{}
 	var err error
 	if r.Kdump, err = readKdump(fsys); err != nil {
-		return nil, err
+		r.Errors = append(r.Errors, SourceError{Source: "kdump", Err: err.Error()})
+	} else {
+		r.Findings = append(r.Findings, kdumpFindings(r.Kdump)...)
 	}
-	r.Findings = append(r.Findings, kdumpFindings(r.Kdump)...)
-	if r.Boot, err = readBoot(fsys, o); err != nil {
-		return nil, err
+	var errs []SourceError
+	r.Boot, errs, err = readBoot(fsys, o)
+	r.Errors = append(r.Errors, errs...)
+	if err != nil {
+		// Without this boot's id and start, earlier boots cannot be told
+		// from this one: no boot findings, but the rest is reported.
+		r.Errors = append(r.Errors, SourceError{Source: "boot", Err: err.Error()})
+		return r, nil
 	}
 	r.Findings = append(r.Findings, bootFindings(&r.Boot, r.Kdump, o, now)...)
 	return r, nil
@@ -136,41 +155,43 @@ func Run(fsys fs.FS, o Options) (*Report, error) {
 // kernel that saved the dump and this boot.
 const slack = 5 * time.Minute
 
-func readBoot(fsys fs.FS, o Options) (BootFacts, error) {
-	var b BootFacts
+// readBoot reads what the last boots left. The sources that fail alone
+// (pstore entries, the dump directory, the boot history) are in errs;
+// err is for this boot's own id and start, without which nothing can be
+// judged.
+func readBoot(fsys fs.FS, o Options) (b BootFacts, errs []SourceError, err error) {
 	id, err := fs.ReadFile(fsys, "proc/sys/kernel/random/boot_id")
 	if err != nil {
-		return b, fmt.Errorf("read boot id: %w", err)
+		return b, nil, fmt.Errorf("read boot id: %w", err)
 	}
 	b.BootID = strings.TrimSpace(string(id))
 	stat, err := fs.ReadFile(fsys, "proc/stat")
 	if err != nil {
-		return b, fmt.Errorf("read /proc/stat: %w", err)
+		return b, nil, fmt.Errorf("read /proc/stat: %w", err)
 	}
 	if b.BootTime, err = history.BootTime(stat); err != nil {
-		return b, err
+		return b, nil, err
 	}
 	b.Pstore = readPstoreState(fsys)
-	if b.Records, err = readPstore(fsys); err != nil {
-		return b, err
-	}
+	b.Records, errs = readPstore(fsys)
 	b.DumpDir = o.DumpDir
 	if b.DumpDir == "" {
 		b.DumpDir = dumpDirFromConfig(fsys)
 	}
-	if b.Dumps, err = findDumps(fsys, b.DumpDir); err != nil {
-		return b, err
+	if b.Dumps, b.IgnoredDumps, err = findDumps(fsys, b.DumpDir); err != nil {
+		errs = append(errs, SourceError{Source: "dumps " + b.DumpDir, Err: err.Error()})
 	}
 	b.StateFile = path.Join(o.StateDir, history.FileName)
-	data, err := fs.ReadFile(fsys, strings.TrimPrefix(path.Clean(b.StateFile), "/"))
+	data, err := readRegular(fsys, strings.TrimPrefix(path.Clean(b.StateFile), "/"), maxHistoryFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return b, fmt.Errorf("read boot history %s: %w", b.StateFile, err)
+		errs = append(errs, SourceError{Source: "boot history " + b.StateFile, Err: err.Error()})
 	default:
 		st, err := history.Parse(b.StateFile, data)
 		if err != nil {
-			return b, fmt.Errorf("boot history %w", err)
+			errs = append(errs, SourceError{Source: "boot history " + b.StateFile, Err: err.Error()})
+			break
 		}
 		b.History = st
 		b.Unclean = st.UncleanEnds(b.BootID, b.BootTime)
@@ -227,7 +248,7 @@ func readBoot(fsys fs.FS, o Options) (BootFacts, error) {
 			}
 		}
 	}
-	return b, nil
+	return b, errs, nil
 }
 
 func bootFindings(b *BootFacts, k KdumpFacts, o Options, now time.Time) []Finding {
@@ -259,6 +280,9 @@ func bootFindings(b *BootFacts, k KdumpFacts, o Options, now time.Time) []Findin
 			msg += ": the crash kernel's reservation is too small for this machine (see kdump-undersized)"
 		default:
 			msg += ": kdump looks configured now; check the crash kernel's console log and the dump target"
+		}
+		if len(b.IgnoredDumps) > 0 {
+			msg += "; not counted as dumps: " + strings.Join(b.IgnoredDumps, ", ")
 		}
 		if !p.Archived {
 			msg += fmt.Sprintf("; once read, remove the record (rm %s) so the next panic has room and this one is not reported again", p.Path)

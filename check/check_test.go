@@ -3,7 +3,6 @@ package check
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -95,7 +94,7 @@ func TestPanicDumpMatching(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := vmAfterPanic(t)
 			for p, mt := range tc.files {
-				fsys[p] = &fstest.MapFile{ModTime: mt}
+				fsys[p] = &fstest.MapFile{ModTime: mt, Data: []byte("KDUMP   \x06\x00")}
 			}
 			r := run(t, fsys, Options{})
 			if rules(r) != tc.rules {
@@ -222,9 +221,16 @@ func TestPanicLoop(t *testing.T) {
 func TestCorruptStateFileIsAnError(t *testing.T) {
 	fsys := dirMap(t, "testdata/root-16G")
 	fsys["var/lib/ktracer/boots.json"] = &fstest.MapFile{Data: []byte("{")}
-	_, err := Run(fsys, DefaultOptions())
-	if !errors.Is(err, history.ErrCorrupt) || err.Error() != "boot history /var/lib/ktracer/boots.json: corrupt state file: unexpected EOF (remove it to start a new history)" {
-		t.Fatalf("err = %v", err)
+	// An error of its own source (issue 12 item 10): the rest still comes out.
+	r, err := Run(fsys, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Errors) != 1 || r.Errors[0].Source != "boot history /var/lib/ktracer/boots.json" || r.Errors[0].Err != "/var/lib/ktracer/boots.json: corrupt state file: unexpected EOF (remove it to start a new history)" {
+		t.Fatalf("errors = %+v", r.Errors)
+	}
+	if r.Kdump.RAMBytes == 0 {
+		t.Errorf("no kdump facts beside the corrupt history")
 	}
 }
 

@@ -56,50 +56,64 @@ var (
 )
 
 // readPstore lists the kmsg records in the pstore filesystem and in
-// systemd-pstore's archive, oldest first.
-func readPstore(fsys fs.FS) ([]PstoreRecord, error) {
-	var recs []PstoreRecord
+// systemd-pstore's archive, oldest first. An entry that cannot be read (not
+// a regular file, too big, unreadable) is an error of its own in errs; the
+// other records are still read.
+func readPstore(fsys fs.FS) (recs []PstoreRecord, errs []SourceError) {
 	for _, dir := range []string{pstoreDir, systemdPstoreDir} {
-		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		fail := func(p string, err error) {
+			if errors.Is(err, fs.ErrPermission) {
+				err = fmt.Errorf("%w (run as root)", err)
+			}
+			errs = append(errs, SourceError{Source: "pstore /" + p, Err: err.Error()})
+		}
+		fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) && p == dir {
 					return fs.SkipDir
 				}
-				return err
-			}
-			if d.IsDir() {
-				// systemd-pstore keeps one directory per dump.
-				if strings.Count(p, "/") > strings.Count(dir, "/")+1 {
+				fail(p, err)
+				if d != nil && d.IsDir() {
 					return fs.SkipDir
 				}
 				return nil
 			}
 			name := d.Name()
+			if d.IsDir() {
+				// systemd-pstore keeps one directory per dump; the
+				// kernel's pstore has none.
+				switch {
+				case p == dir:
+					return nil
+				case strings.HasPrefix(name, "dmesg"):
+					fail(p, errors.New("a directory, not a record"))
+					return fs.SkipDir
+				case dir == pstoreDir || strings.Count(p, "/") > strings.Count(dir, "/")+1:
+					return fs.SkipDir
+				}
+				return nil
+			}
 			if !strings.HasPrefix(name, "dmesg") {
 				return nil // console-, pmsg-, ftrace- records say nothing about the end
 			}
 			info, err := d.Info()
 			if err != nil {
-				return err
+				fail(p, err)
+				return nil
 			}
-			data, err := fs.ReadFile(fsys, p)
+			data, err := readRegular(fsys, p, maxPstoreRecord)
 			if err != nil {
-				return err
+				fail(p, err)
+				return nil
 			}
 			rec := parsePstore("/"+p, name, info.ModTime(), data)
 			rec.Archived = dir == systemdPstoreDir
 			recs = append(recs, rec)
 			return nil
 		})
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("read /%s: %w (run as root)", dir, fs.ErrPermission)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read /%s: %w", dir, err)
-		}
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
-	return recs, nil
+	return recs, errs
 }
 
 // parsePstore reads one record. The kernel names them

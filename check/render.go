@@ -40,6 +40,7 @@ type jsonBoot struct {
 	Records  []PstoreRecord `json:"pstore_records"`
 	DumpDir  string         `json:"dump_dir"`
 	Dumps    []Dump         `json:"dumps"`
+	Ignored  []string       `json:"ignored_dump_files,omitempty"`
 	// State file: recorded is false when it does not exist.
 	StateFile   string         `json:"state_file"`
 	Recorded    bool           `json:"recorded"`
@@ -67,8 +68,9 @@ type jsonFinding struct {
 }
 
 type jsonSummary struct {
-	Event    string         `json:"event"`
-	Findings map[string]int `json:"findings"`
+	Event        string         `json:"event"`
+	Findings     map[string]int `json:"findings"`
+	SourceErrors int            `json:"source_errors"`
 }
 
 func writeJSON(w io.Writer, r *Report) error {
@@ -80,7 +82,7 @@ func writeJSON(w io.Writer, r *Report) error {
 	b := r.Boot
 	jb := jsonBoot{
 		Event: "boot", BootID: b.BootID, BootTime: b.BootTime, Pstore: b.Pstore,
-		Records: b.Records, DumpDir: b.DumpDir, Dumps: b.Dumps,
+		Records: b.Records, DumpDir: b.DumpDir, Dumps: b.Dumps, Ignored: b.IgnoredDumps,
 		StateFile: b.StateFile, Recorded: b.History != nil,
 		LastPanic: b.LastPanic, LastDump: b.LastPanicDump, Incomplete: b.Incomplete,
 	}
@@ -110,7 +112,15 @@ func writeJSON(w io.Writer, r *Report) error {
 			return err
 		}
 	}
-	return enc.Encode(jsonSummary{"summary", counts(r)})
+	for _, e := range r.Errors {
+		if err := enc.Encode(struct {
+			Event string `json:"event"`
+			SourceError
+		}{"source_error", e}); err != nil {
+			return err
+		}
+	}
+	return enc.Encode(jsonSummary{"summary", counts(r), len(r.Errors)})
 }
 
 func counts(r *Report) map[string]int {
@@ -134,9 +144,9 @@ func writeText(w io.Writer, r *Report) error {
 	case k.ReservedBytes == 0:
 		s.WriteString("nothing reserved")
 	default:
-		fmt.Fprintf(&s, "%s reserved", human(k.ReservedBytes))
+		decoder.Fprintf(&s, "%s reserved", human(k.ReservedBytes))
 		for _, c := range k.CrashRegion {
-			fmt.Fprintf(&s, " [%#x-%#x]", c.Start, c.End)
+			decoder.Fprintf(&s, " [%#x-%#x]", c.Start, c.End)
 		}
 		if k.Loaded {
 			s.WriteString(", crash kernel loaded")
@@ -145,9 +155,9 @@ func writeText(w io.Writer, r *Report) error {
 		}
 	}
 	if len(k.Cmdline) > 0 {
-		fmt.Fprintf(&s, "; command line crashkernel=%s", strings.Join(k.Cmdline, " crashkernel="))
+		decoder.Fprintf(&s, "; command line crashkernel=%s", strings.Join(k.Cmdline, " crashkernel="))
 	}
-	fmt.Fprintf(&s, "; RAM %s; estimate %s, recommended crashkernel=%s\n", human(k.RAMBytes), human(k.Estimate), sizeArg(k.Recommended))
+	decoder.Fprintf(&s, "; RAM %s; estimate %s, recommended crashkernel=%s\n", human(k.RAMBytes), human(k.Estimate), sizeArg(k.Recommended))
 
 	b := r.Boot
 	s.WriteString("pstore: ")
@@ -157,34 +167,44 @@ func writeText(w io.Writer, r *Report) error {
 	case b.Pstore.Backend == "":
 		s.WriteString("no backend registered")
 	default:
-		fmt.Fprintf(&s, "backend %s", b.Pstore.Backend)
+		decoder.Fprintf(&s, "backend %s", b.Pstore.Backend)
 	}
-	fmt.Fprintf(&s, "; %d dmesg records", len(b.Records))
+	decoder.Fprintf(&s, "; %d dmesg records", len(b.Records))
 	for _, rec := range b.Records {
-		fmt.Fprintf(&s, "\n  %s %s %s", rec.Path, rec.Time.Format(time.RFC3339), rec.Reason)
+		decoder.Fprintf(&s, "\n  %s %s %s", rec.Path, rec.Time.Format(time.RFC3339), rec.Reason)
 		if rec.Panic != "" {
-			fmt.Fprintf(&s, ": %s", rec.Panic)
+			decoder.Fprintf(&s, ": %s", rec.Panic)
 		}
 	}
-	fmt.Fprintf(&s, "\ndumps in %s: %d", b.DumpDir, len(b.Dumps))
+	decoder.Fprintf(&s, "\ndumps in %s: %d", b.DumpDir, len(b.Dumps))
 	for _, d := range b.Dumps {
 		state := "complete"
 		if !d.Complete {
 			state = "incomplete"
 		}
-		fmt.Fprintf(&s, "\n  %s %s %s (%s)", d.Dir, d.Time.Format(time.RFC3339), strings.Join(d.Files, " "), state)
+		decoder.Fprintf(&s, "\n  %s %s %s (%s)", d.Dir, d.Time.Format(time.RFC3339), strings.Join(d.Files, " "), state)
+	}
+	for _, ig := range b.IgnoredDumps {
+		decoder.Fprintf(&s, "\n  not a dump: %s", ig)
 	}
 	if b.History == nil {
-		fmt.Fprintf(&s, "\nboot history: %s does not exist (the ktracer daemon records boots)", b.StateFile)
+		decoder.Fprintf(&s, "\nboot history: %s does not exist (the ktracer daemon records boots)", b.StateFile)
 	} else {
-		fmt.Fprintf(&s, "\nboot history: %d boots recorded in %s, %d ended without a clean stop", len(b.History.Boots), b.StateFile, len(b.Unclean))
+		decoder.Fprintf(&s, "\nboot history: %d boots recorded in %s, %d ended without a clean stop", len(b.History.Boots), b.StateFile, len(b.Unclean))
 	}
 	s.WriteString("\n")
 	for _, f := range r.Findings {
-		fmt.Fprintf(&s, "%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
+		decoder.Fprintf(&s, "%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
+	}
+	for _, e := range r.Errors {
+		decoder.Fprintf(&s, "cannot read %s: %s\n", e.Source, e.Err)
 	}
 	c := counts(r)
-	fmt.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info\n", c["error"], c["warning"], c["info"])
+	decoder.Fprintf(&s, "ktracer check: findings: %d error, %d warning, %d info", c["error"], c["warning"], c["info"])
+	if len(r.Errors) > 0 {
+		decoder.Fprintf(&s, "; %d sources not read, so the check is incomplete", len(r.Errors))
+	}
+	s.WriteString("\n")
 	_, err := io.WriteString(w, s.String())
 	return err
 }

@@ -1,12 +1,15 @@
 package check
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +29,43 @@ type Dump struct {
 	// kernel started saving and died (out of memory, seed incident 3) or
 	// the machine was reset.
 	Complete bool `json:"complete"`
+}
+
+// dumpMagic are the headers a saved dump starts with: ELF (the kernel's
+// /proc/vmcore copied by cp, or makedumpfile -E), makedumpfile's
+// kdump-compressed format ("KDUMP   ", -c/-l/-p/-z, what Debian's
+// kdump-tools and RHEL's kdump write) and its flattened format (-F).
+var dumpMagic = [][]byte{[]byte("\x7fELF"), []byte("KDUMP   "), []byte("DISKDUMP"), []byte("makedumpfile")}
+
+// notEvidence says why a dump-named file does not count, or "" when it
+// does. An incomplete dump needs only to be a root-owned regular file: it
+// may have been cut off before its header.
+func notEvidence(fsys fs.FS, p string, info fs.FileInfo, incomplete bool) string {
+	if !info.Mode().IsRegular() { // ReadDir's info is Lstat's: a symlink is not followed
+		return "not a regular file"
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+		return fmt.Sprintf("owned by uid %d, not root", st.Uid)
+	}
+	if incomplete {
+		return ""
+	}
+	if info.Size() == 0 {
+		return "empty"
+	}
+	f, err := fsys.Open(p)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	defer f.Close()
+	head := make([]byte, 12)
+	n, _ := io.ReadFull(f, head)
+	for _, m := range dumpMagic {
+		if n >= len(m) && bytes.Equal(head[:len(m)], m) {
+			return ""
+		}
+	}
+	return "no ELF or makedumpfile header"
 }
 
 // dumpDirFromConfig finds the dump directory the kdump tools on this root
@@ -66,19 +106,23 @@ func isDumpFile(name string) bool {
 
 // findDumps lists the dumps under dir (absolute in the root), oldest first.
 // A missing directory means no dump was ever saved there.
-func findDumps(fsys fs.FS, dir string) ([]Dump, error) {
+//
+// Files named like dumps that are not evidence of one are returned apart,
+// each with the reason: not a regular file, not owned by root, empty, no
+// dump header. A user who can write the dump directory must not be able to
+// hide panic-without-vmcore with an empty "vmcore".
+func findDumps(fsys fs.FS, dir string) (dumps []Dump, ignored []string, err error) {
 	rel := strings.TrimPrefix(path.Clean(dir), "/")
 	if rel == "" {
 		rel = "."
 	}
 	entries, err := fs.ReadDir(fsys, rel)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read dump directory %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("read dump directory %s: %w", dir, err)
 	}
-	var dumps []Dump
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -86,7 +130,7 @@ func findDumps(fsys fs.FS, dir string) ([]Dump, error) {
 		sub := path.Join(rel, e.Name())
 		files, err := fs.ReadDir(fsys, sub)
 		if err != nil {
-			return nil, fmt.Errorf("read dump directory %s: %w", "/"+sub, err)
+			return nil, nil, fmt.Errorf("read dump directory %s: %w", "/"+sub, err)
 		}
 		d := Dump{Dir: "/" + sub}
 		for _, f := range files {
@@ -95,13 +139,18 @@ func findDumps(fsys fs.FS, dir string) ([]Dump, error) {
 			}
 			info, err := f.Info()
 			if err != nil {
-				return nil, err
+				return nil, nil, err
+			}
+			incomplete := strings.Contains(f.Name(), "incomplete")
+			if why := notEvidence(fsys, path.Join(sub, f.Name()), info, incomplete); why != "" {
+				ignored = append(ignored, "/"+path.Join(sub, f.Name())+" ("+why+")")
+				continue
 			}
 			d.Files = append(d.Files, f.Name())
 			if info.ModTime().After(d.Time) {
 				d.Time = info.ModTime().UTC()
 			}
-			if !strings.Contains(f.Name(), "incomplete") {
+			if !incomplete {
 				d.Complete = true
 			}
 		}
@@ -110,5 +159,5 @@ func findDumps(fsys fs.FS, dir string) ([]Dump, error) {
 		}
 	}
 	sort.SliceStable(dumps, func(i, j int) bool { return dumps[i].Time.Before(dumps[j].Time) })
-	return dumps, nil
+	return dumps, ignored, nil
 }

@@ -38,6 +38,10 @@ type Stats struct {
 const (
 	maxModules          = 1 << 13
 	maxSymbolsPerModule = 1 << 18
+	// maxSymbolsPresized bounds the allocation a module_load's claimed
+	// symbol count makes before any symbol arrives (Debian's largest
+	// modules have 5,000-10,000 defined symbols).
+	maxSymbolsPresized = 1 << 13
 )
 
 // Analyzer follows modules through load, init and free, attributes each

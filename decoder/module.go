@@ -64,8 +64,11 @@ func newModule(e *Record) *Module {
 		m.Data[i] = Range{d.Base, d.Size}
 	}
 	// The kernel says how many symbols follow (undefined ones included, and
-	// those are not sent): size the table once instead of growing it.
-	want := min(m.WantSymbols, maxSymbolsPerModule)
+	// those are not sent): size the table once instead of growing it, up
+	// to what a large real module has. The count is only a claim: a
+	// corrupt record saying 2^32-1 must not allocate megabytes up front;
+	// beyond the first allocation the table grows as symbols arrive.
+	want := min(m.WantSymbols, maxSymbolsPresized)
 	m.syms = make([]symbol, 0, want)
 	m.names = make([]byte, 0, want*24)
 	return m

@@ -34,6 +34,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	m.SetBoot(export.BootFacts{TimeToInit: time.Second, BuiltinInitcalls: 1, SlowestFunction: "f", SlowestDuration: time.Millisecond})
 	m.SetKdump(export.KdumpFacts{})
 	m.SetStartupFindings("check", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "panic-loop", Severity: decoder.SeverityError}})
+	m.AddStartupErrors("check", 1)
 	ic := &decoder.Event{Kind: decoder.KindInitcall, Module: "m", Ret: 1}
 	m.Observe(ic)
 	f := *ic

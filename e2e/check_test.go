@@ -120,8 +120,9 @@ func TestCheckPanicWithoutVmcore(t *testing.T) {
 	s.WriteString(checkStep("after-panic-text", ""))
 	s.WriteString("for f in /sys/fs/pstore/dmesg-*; do base64 $f | sed \"s|^|KT-OUT:pstore-$(basename $f):|\"; done\n")
 	// The crash kernel of a dump would have written these before this boot;
-	// now is within minutes of it, which the check allows for clocks.
-	s.WriteString("mkdir -p /var/crash/202611260418 && echo x > /var/crash/202611260418/dump-incomplete\n")
+	// now is within minutes of it, which the check allows for clocks. A
+	// dump counts only with a dump header (makedumpfile's "KDUMP   ").
+	s.WriteString("mkdir -p /var/crash/202611260418 && echo 'KDUMP   x' > /var/crash/202611260418/dump-incomplete\n")
 	s.WriteString(checkStep("incomplete-dump", "--output json"))
 	s.WriteString("mv /var/crash/202611260418/dump-incomplete /var/crash/202611260418/dump.202611260418\n")
 	s.WriteString(checkStep("with-dump", "--output json"))

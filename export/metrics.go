@@ -2,7 +2,9 @@ package export
 
 import (
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,8 @@ type SelfStats struct {
 	LostKernel    uint64  // records the BPF side could not reserve: ring buffer full
 	LostUser      uint64  // records read but dropped in user space (a sink failed)
 	ScanTruncated uint64  // init-pointer data scans that hit their bound
+	Overflow      uint64  // modules or symbols not tracked: the analyzer's bounds were reached
+	OrphanSymbols uint64  // symbol records for a module never announced (its load record was lost)
 	RingFill      float64 // fraction of the ring buffer waiting to be read
 }
 
@@ -88,6 +92,9 @@ type Metrics struct {
 	startup  map[startupKey]int
 	boot     *BootFacts
 	kdump    *KdumpFacts
+	srcErrs  map[string]uint64 // startup source -> errors
+
+	collectErrors atomic.Uint64
 }
 
 type initKey struct{ module, result string }
@@ -122,6 +129,10 @@ var (
 		"Records that failed to decode and were skipped.", nil, nil)
 	descScanTruncated = prometheus.NewDesc("ktracer_init_pointer_scans_truncated_total",
 		"Module data scans for init-text pointers that hit their bound, so a dangling pointer could be missed.", nil, nil)
+	descOverflow = prometheus.NewDesc("ktracer_analyzer_overflow_total",
+		"Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.", nil, nil)
+	descOrphanSymbols = prometheus.NewDesc("ktracer_orphan_symbol_records_total",
+		"Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.", nil, nil)
 	descRingFill = prometheus.NewDesc("ktracer_ringbuf_fill_ratio",
 		"Fraction of the BPF ring buffer waiting to be read (0 to 1); near 1, records are about to be lost.", nil, nil)
 	descModuleInits = prometheus.NewDesc("ktracer_module_inits_total",
@@ -146,15 +157,19 @@ var (
 		"Memory reserved for the crash kernel (crashkernel=).", nil, nil)
 	descKdumpRecommended = prometheus.NewDesc("ktracer_kdump_recommended_bytes",
 		"Crash kernel memory this machine needs, as ktracer check estimates it.", nil, nil)
+	descStartupErrors = prometheus.NewDesc("ktracer_startup_source_errors_total",
+		"Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.", []string{"source"}, nil)
+	descCollectErrors = prometheus.NewDesc("ktracer_metric_collect_errors_total",
+		"Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.", nil, nil)
 	descKdumpReady = prometheus.NewDesc("ktracer_kdump_ready",
 		"Whether a panic would leave a dump (1): crash kernel loaded and reservation large enough.", nil, nil)
 )
 
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descProbeAttached, descRecordsRead, descRecordsLost, descDecodeErrors,
-	descScanTruncated, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
+	descScanTruncated, descOverflow, descOrphanSymbols, descRingFill, descModuleInits, descInitDuration, descFindings, descStartupFindings,
 	descBootTimeToInit, descBootInitcalls, descBootSlowest,
-	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady,
+	descKdumpLoaded, descKdumpReserved, descKdumpRecommended, descKdumpReady, descCollectErrors, descStartupErrors,
 }
 
 // NewMetrics returns an empty collector; register it on the daemon's own
@@ -170,6 +185,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		durs:     map[string]*histogram{},
 		findings: map[findingKey]uint64{},
 		startup:  map[startupKey]int{},
+		srcErrs:  map[string]uint64{},
 	}
 }
 
@@ -210,6 +226,17 @@ func (m *Metrics) SetStartupFindings(source string, findings []*decoder.Event) {
 	for _, f := range findings {
 		m.startup[startupKey{source, findingKey{f.Rule, f.Severity, m.moduleLabel(f.Module, true)}}]++
 	}
+}
+
+// AddStartupErrors counts n errors of a startup source ("check", "boot",
+// "history"): a source that failed, or parts of it that could not be read.
+func (m *Metrics) AddStartupErrors(source string, n int) {
+	if n <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.srcErrs[source] += uint64(n)
 }
 
 // Observe counts one event; it is a session sink and never fails.
@@ -257,6 +284,7 @@ func (m *Metrics) moduleLabel(name string, finding bool) string {
 		}
 		return BuiltinModule
 	}
+	name = LabelValue(name) // before the cap, so two invalid spellings share one series
 	if m.modules[name] {
 		return name
 	}
@@ -275,18 +303,25 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reports the current values.
+// Collect reports the current values. It never panics: label values are
+// made valid UTF-8 (a module name is kernel bytes, not text), a sample that
+// still cannot be built is skipped and counted in
+// ktracer_metric_collect_errors_total, and a panic in a callback is
+// recovered here, so one bad value costs one sample, never the families
+// after it (client_golang would drop the rest of the scrape and still
+// answer 200).
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	e := emitter{ch: ch, errs: &m.collectErrors}
+	defer func() {
+		if r := recover(); r != nil {
+			m.collectErrors.Add(1)
+		}
+	}()
+	e.metric(descCollectErrors, prometheus.CounterValue, float64(m.collectErrors.Load()))
 	b := m.opts.Build
-	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.GoVersion, b.EBPFVersion)
+	e.metric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.GoVersion, b.EBPFVersion)
 	if m.opts.Self != nil {
-		s := m.opts.Self()
-		ch <- prometheus.MustNewConstMetric(descRecordsRead, prometheus.CounterValue, float64(s.RecordsRead))
-		ch <- prometheus.MustNewConstMetric(descRecordsLost, prometheus.CounterValue, float64(s.LostKernel), "kernel")
-		ch <- prometheus.MustNewConstMetric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
-		ch <- prometheus.MustNewConstMetric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
-		ch <- prometheus.MustNewConstMetric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
-		ch <- prometheus.MustNewConstMetric(descRingFill, prometheus.GaugeValue, s.RingFill)
+		m.collectSelf(e)
 	}
 
 	m.mu.Lock()
@@ -296,10 +331,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		if h.Attached {
 			v, method = 1, h.Method
 		}
-		ch <- prometheus.MustNewConstMetric(descProbeAttached, prometheus.GaugeValue, v, h.Name, method)
+		e.metric(descProbeAttached, prometheus.GaugeValue, v, h.Name, method)
 	}
 	for k, n := range m.inits {
-		ch <- prometheus.MustNewConstMetric(descModuleInits, prometheus.CounterValue, float64(n), k.module, k.result)
+		e.metric(descModuleInits, prometheus.CounterValue, float64(n), k.module, k.result)
 	}
 	for mod, h := range m.durs {
 		cum := make(map[float64]uint64, len(InitDurationBuckets))
@@ -308,27 +343,86 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			c += h.buckets[i]
 			cum[le] = c
 		}
-		ch <- prometheus.MustNewConstHistogram(descInitDuration, h.count, h.sum, cum, mod)
+		e.histogram(descInitDuration, h.count, h.sum, cum, mod)
 	}
 	for k, n := range m.findings {
-		ch <- prometheus.MustNewConstMetric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
+		e.metric(descFindings, prometheus.CounterValue, float64(n), string(k.rule), k.severity.String(), k.module)
+	}
+	for src, n := range m.srcErrs {
+		e.metric(descStartupErrors, prometheus.CounterValue, float64(n), src)
 	}
 	for k, n := range m.startup {
-		ch <- prometheus.MustNewConstMetric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
+		e.metric(descStartupFindings, prometheus.GaugeValue, float64(n), k.source, string(k.rule), k.severity.String(), k.module)
 	}
 	if bf := m.boot; bf != nil {
-		ch <- prometheus.MustNewConstMetric(descBootTimeToInit, prometheus.GaugeValue, bf.TimeToInit.Seconds())
-		ch <- prometheus.MustNewConstMetric(descBootInitcalls, prometheus.GaugeValue, float64(bf.BuiltinInitcalls))
+		e.metric(descBootTimeToInit, prometheus.GaugeValue, bf.TimeToInit.Seconds())
+		e.metric(descBootInitcalls, prometheus.GaugeValue, float64(bf.BuiltinInitcalls))
 		if bf.SlowestFunction != "" {
-			ch <- prometheus.MustNewConstMetric(descBootSlowest, prometheus.GaugeValue, bf.SlowestDuration.Seconds(), bf.SlowestFunction)
+			e.metric(descBootSlowest, prometheus.GaugeValue, bf.SlowestDuration.Seconds(), bf.SlowestFunction)
 		}
 	}
 	if k := m.kdump; k != nil {
-		ch <- prometheus.MustNewConstMetric(descKdumpLoaded, prometheus.GaugeValue, boolFloat(k.CrashKernelLoaded))
-		ch <- prometheus.MustNewConstMetric(descKdumpReserved, prometheus.GaugeValue, float64(k.ReservedBytes))
-		ch <- prometheus.MustNewConstMetric(descKdumpRecommended, prometheus.GaugeValue, float64(k.RecommendedBytes))
-		ch <- prometheus.MustNewConstMetric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready()))
+		e.metric(descKdumpLoaded, prometheus.GaugeValue, boolFloat(k.CrashKernelLoaded))
+		e.metric(descKdumpReserved, prometheus.GaugeValue, float64(k.ReservedBytes))
+		e.metric(descKdumpRecommended, prometheus.GaugeValue, float64(k.RecommendedBytes))
+		e.metric(descKdumpReady, prometheus.GaugeValue, boolFloat(k.Ready()))
 	}
+}
+
+// collectSelf reports the self-metrics; a panic in the Self callback loses
+// them alone.
+func (m *Metrics) collectSelf(e emitter) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.collectErrors.Add(1)
+		}
+	}()
+	s := m.opts.Self()
+	e.metric(descRecordsRead, prometheus.CounterValue, float64(s.RecordsRead))
+	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostKernel), "kernel")
+	e.metric(descRecordsLost, prometheus.CounterValue, float64(s.LostUser), "userspace")
+	e.metric(descDecodeErrors, prometheus.CounterValue, float64(s.DecodeErrors))
+	e.metric(descScanTruncated, prometheus.CounterValue, float64(s.ScanTruncated))
+	e.metric(descOverflow, prometheus.CounterValue, float64(s.Overflow))
+	e.metric(descOrphanSymbols, prometheus.CounterValue, float64(s.OrphanSymbols))
+	e.metric(descRingFill, prometheus.GaugeValue, s.RingFill)
+}
+
+// emitter builds const metrics without Must: label values go through
+// LabelValue, and a sample that fails anyway is counted, not sent.
+type emitter struct {
+	ch   chan<- prometheus.Metric
+	errs *atomic.Uint64
+}
+
+func (e emitter) metric(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	for i := range labels {
+		labels[i] = LabelValue(labels[i])
+	}
+	mt, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		e.errs.Add(1)
+		return
+	}
+	e.ch <- mt
+}
+
+func (e emitter) histogram(d *prometheus.Desc, count uint64, sum float64, buckets map[float64]uint64, labels ...string) {
+	for i := range labels {
+		labels[i] = LabelValue(labels[i])
+	}
+	mt, err := prometheus.NewConstHistogram(d, count, sum, buckets, labels...)
+	if err != nil {
+		e.errs.Add(1)
+		return
+	}
+	e.ch <- mt
+}
+
+// LabelValue makes a label value valid UTF-8, replacing each invalid byte
+// run with U+FFFD, the way Prometheus requires label values to be.
+func LabelValue(s string) string {
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func boolFloat(b bool) float64 {

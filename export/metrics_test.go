@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -37,7 +38,7 @@ func TestMetricsCollect(t *testing.T) {
 	m := NewMetrics(MetricsOptions{
 		Build: BuildInfo{Version: "v1.2.3", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
 		Self: func() SelfStats {
-			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, RingFill: 0.25}
+			return SelfStats{RecordsRead: 120, DecodeErrors: 1, LostKernel: 3, LostUser: 2, ScanTruncated: 4, Overflow: 5, OrphanSymbols: 6, RingFill: 0.25}
 		},
 	})
 	m.SetHooks([]Hook{
@@ -66,9 +67,18 @@ func TestMetricsCollect(t *testing.T) {
 	})
 
 	want := `
+# HELP ktracer_analyzer_overflow_total Modules or symbols not tracked because one of the analyzer's bounds was reached (8192 modules, 262144 symbols per module): findings about them are lost.
+# TYPE ktracer_analyzer_overflow_total counter
+ktracer_analyzer_overflow_total 5
+# HELP ktracer_orphan_symbol_records_total Symbol records for a module whose load record never arrived (lost or corrupt): its function names are missing.
+# TYPE ktracer_orphan_symbol_records_total counter
+ktracer_orphan_symbol_records_total 6
 # HELP ktracer_build_info ktracer's version and what it was built with; always 1.
 # TYPE ktracer_build_info gauge
 ktracer_build_info{ebpf_version="v0.22.0",goversion="go1.26.8",version="v1.2.3"} 1
+# HELP ktracer_metric_collect_errors_total Samples ktracer could not build at scrape time and left out (a panic or an invalid value); each costs one sample, not the scrape.
+# TYPE ktracer_metric_collect_errors_total counter
+ktracer_metric_collect_errors_total 0
 # HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
 # TYPE ktracer_findings_total counter
 ktracer_findings_total{module="kt_enodev",rule="init-failed",severity="info"} 1
@@ -196,8 +206,8 @@ ktracer_kdump_reserved_bytes 1.34217728e+08
 		t.Fatal(err)
 	}
 	// Without facts and self-metrics, only what is known is reported.
-	if n := testutil.CollectAndCount(NewMetrics(MetricsOptions{})); n != 1 {
-		t.Errorf("empty collector reports %d metrics, want 1 (build info)", n)
+	if n := testutil.CollectAndCount(NewMetrics(MetricsOptions{})); n != 2 {
+		t.Errorf("empty collector reports %d metrics, want 2 (build info, collect errors)", n)
 	}
 }
 
@@ -261,5 +271,89 @@ func (o onlyFindings) Collect(ch chan<- prometheus.Metric) {
 		if mt.Desc() == descFindings {
 			ch <- mt
 		}
+	}
+}
+
+// Issue 12 item 1: one module name that is not valid UTF-8 (a kernel module
+// name is bytes, not text) made MustNewConstMetric panic inside Collect;
+// client_golang recovered and dropped every family after it, while /metrics
+// still answered 200. Every family must survive, with the name made valid.
+func TestMetricsInvalidUTF8Labels(t *testing.T) {
+	bad := "kt\xff\xfe_bad"
+	m := NewMetrics(MetricsOptions{
+		Build: BuildInfo{Version: "v1\xc3", GoVersion: "go1.26.8", EBPFVersion: "v0.22.0"},
+		Self:  func() SelfStats { return SelfStats{RecordsRead: 1} },
+	})
+	m.SetHooks([]Hook{{Name: "module_load\xff", Attached: true, Method: "raw\x80"}})
+	ev := initcall(bad, "init\xff", 1, time.Millisecond)
+	feed(t, m, ev, finding(ev, decoder.RulePositiveInitReturn, 1))
+	m.SetStartupFindings("boot", []*decoder.Event{{Kind: decoder.KindFinding, Rule: "slow-init", Severity: decoder.SeverityWarning, Module: bad}})
+	m.SetBoot(BootFacts{TimeToInit: time.Second, BuiltinInitcalls: 3, SlowestFunction: "fn\xff", SlowestDuration: time.Millisecond})
+	m.SetKdump(KdumpFacts{CrashKernelLoaded: true, ReservedBytes: 1, RecommendedBytes: 1})
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if !utf8.ValidString(lp.GetValue()) {
+					t.Errorf("%s: label %s=%q is not valid UTF-8", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+	for _, name := range []string{
+		"ktracer_build_info", "ktracer_probe_attached", "ktracer_records_read_total", "ktracer_records_lost_total",
+		"ktracer_record_decode_errors_total", "ktracer_init_pointer_scans_truncated_total", "ktracer_ringbuf_fill_ratio",
+		"ktracer_module_inits_total", "ktracer_module_init_duration_seconds", "ktracer_findings_total",
+		"ktracer_startup_findings", "ktracer_boot_time_to_init_seconds", "ktracer_boot_builtin_initcalls",
+		"ktracer_boot_slowest_initcall_seconds", "ktracer_kdump_crash_kernel_loaded", "ktracer_kdump_reserved_bytes",
+		"ktracer_kdump_recommended_bytes", "ktracer_kdump_ready",
+	} {
+		if !got[name] {
+			t.Errorf("family %s missing after an invalid UTF-8 module name", name)
+		}
+	}
+	want := `
+# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
+# TYPE ktracer_findings_total counter
+ktracer_findings_total{module="kt�_bad",rule="positive-init-return",severity="error"} 1
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_findings_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A collector that panics loses the whole scrape's tail; Collect must
+// recover by itself and report what it has.
+func TestMetricsCollectNeverPanics(t *testing.T) {
+	m := NewMetrics(MetricsOptions{Self: func() SelfStats { panic("self stats broke") }})
+	if n := testutil.CollectAndCount(m); n < 1 {
+		t.Errorf("Collect with a panicking Self reported %d metrics, want build info at least", n)
+	}
+}
+
+// Issue 12: every way the daemon drops something is a metric. A startup
+// source that fails (the check, the boot report, the history) or a check
+// source that cannot be read is counted.
+func TestMetricsStartupErrors(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	m.AddStartupErrors("check", 2)
+	m.AddStartupErrors("boot", 1)
+	m.AddStartupErrors("check", 1)
+	want := `
+# HELP ktracer_startup_source_errors_total Startup sources (source=check: kdump facts, pstore entries, dumps, boot history; source=boot: the boot report; source=history: recording this boot) that could not be read: what they would have said is missing.
+# TYPE ktracer_startup_source_errors_total counter
+ktracer_startup_source_errors_total{source="boot"} 1
+ktracer_startup_source_errors_total{source="check"} 3
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_startup_source_errors_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -188,7 +188,7 @@ func (t *textWriter) Attached(hooks []Hook) error {
 	if len(missing)+len(degraded) > 0 {
 		line += " (-v says why)"
 	}
-	_, err := fmt.Fprintln(t.w, line)
+	_, err := decoder.Fprintf(t.w, "%s\n", line)
 	return err
 }
 
@@ -201,39 +201,39 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 	var err error
 	switch ev.Kind {
 	case decoder.KindModuleLoad:
-		_, err = fmt.Fprintf(t.w, "%s %-16s loading, init %s (%d symbols captured)\n", ts, mod, ev.Function, ev.Symbols)
+		_, err = decoder.Fprintf(t.w, "%s %-16s loading, init %s (%d symbols captured)\n", ts, mod, ev.Function, ev.Symbols)
 	case decoder.KindInitcall:
 		res := strconv.Itoa(int(ev.Ret))
 		if ev.Errno != "" {
 			res += " (" + ev.Errno + ")"
 		}
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s returned %s after %s\n", ts, mod, ev.Function, res, formatDuration(ev.Duration))
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s returned %s after %s\n", ts, mod, ev.Function, res, formatDuration(ev.Duration))
 	case decoder.KindModuleLive:
-		_, err = fmt.Fprintf(t.w, "%s %-16s live\n", ts, mod)
+		_, err = decoder.Fprintf(t.w, "%s %-16s live\n", ts, mod)
 	case decoder.KindModuleInitFailed:
-		_, err = fmt.Fprintf(t.w, "%s %-16s init failed (%s), module unloaded\n", ts, mod, ev.Errno)
+		_, err = decoder.Fprintf(t.w, "%s %-16s init failed (%s), module unloaded\n", ts, mod, ev.Errno)
 	case decoder.KindModuleFree:
-		_, err = fmt.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
+		_, err = decoder.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
 	case decoder.KindFinding:
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
 	case decoder.KindCrashKexec, decoder.KindEmergencyRestart:
 		state := "unknown"
 		if ev.CrashKernelLoaded != nil {
 			state = map[bool]string{true: "loaded", false: "NOT loaded"}[*ev.CrashKernelLoaded]
 		}
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s (crash kernel %s)\n", ts, "kernel", ev.Kind, state)
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s (crash kernel %s)\n", ts, "kernel", ev.Kind, state)
 	case decoder.KindInitPointerIgnored:
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
 	}
 	return err
 }
 
 func (t *textWriter) Summary(s Summary) error {
 	f := severityCounts(s.Findings)
-	_, err := fmt.Fprintf(t.w, "ktracer: %d module inits (%d failed); findings: %d error, %d warning, %d info; %d records lost, %d corrupt\n",
+	_, err := decoder.Fprintf(t.w, "ktracer: %d module inits (%d failed); findings: %d error, %d warning, %d info; %d records lost, %d corrupt\n",
 		s.ModuleInits, s.FailedInits, f["error"], f["warning"], f["info"], s.Lost, s.Corrupt)
 	if err == nil && s.TruncatedSymbolWalks > 0 {
-		_, err = fmt.Fprintf(t.w, "ktracer: %d module loads sent only their first symbols (no bpf_loop on this kernel): some function names may be addresses\n", s.TruncatedSymbolWalks)
+		_, err = decoder.Fprintf(t.w, "ktracer: %d module loads sent only their first symbols (no bpf_loop on this kernel): some function names may be addresses\n", s.TruncatedSymbolWalks)
 	}
 	return err
 }

@@ -31,7 +31,8 @@ machine's RAM, whether a crash kernel is loaded, panic logs kept by pstore,
 crash dumps in the dump directory, and ktracer's own boot history.
 
 Exits 1 when a finding at or above --fail-on is found, 2 when the check
-could not run (unreadable files, a corrupt state file), else 0.`,
+could not run or a source could not be read (an unreadable or corrupt
+file: the report still comes out and lists it), else 0.`,
 		Example: "  sudo ktracer check\n  sudo ktracer check --output json --fail-on warning",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,6 +81,10 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	}
 	if w := r.Worst(); w != 0 && w >= failOn {
 		return &exitError{code: exitFindings}
+	}
+	if len(r.Errors) > 0 {
+		// The report is out; say on stderr that it is incomplete.
+		return &exitError{exitFailure, fmt.Errorf("check: %d sources could not be read (listed in the report)", len(r.Errors))}
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,7 +19,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -83,8 +81,10 @@ func checkSource(d *daemonStart) error {
 	}
 	r, err := check.Run(os.DirFS("/"), opts)
 	if err != nil {
+		d.Metrics.AddStartupErrors("check", 1)
 		return fmt.Errorf("ktracer check: %w", err)
 	}
+	d.Metrics.AddStartupErrors("check", len(r.Errors))
 	d.Metrics.SetKdump(export.KdumpFacts{
 		CrashKernelLoaded: r.Kdump.Loaded,
 		ReservedBytes:     r.Kdump.ReservedBytes,
@@ -95,6 +95,9 @@ func checkSource(d *daemonStart) error {
 		evs = append(evs, &decoder.Event{Kind: decoder.KindFinding, Rule: f.Rule, Severity: f.Severity, Value: f.Value, Message: f.Message})
 	}
 	d.Findings("check", evs)
+	for _, e := range r.Errors {
+		d.Log.Warn("ktracer check: a source could not be read; the rest is reported", "source", e.Source, "error", e.Err)
+	}
 	return nil
 }
 
@@ -125,9 +128,10 @@ func bootSource(d *daemonStart) error {
 	}
 	r, err := boot.Analyze(in, boot.Options{Slow: d.Options.slow})
 	if err != nil {
+		d.Metrics.AddStartupErrors("boot", 1)
 		return fmt.Errorf("boot report: %w", err)
 	}
-	if r.Source != boot.SourceNone {
+	if r.Recorded() {
 		facts := export.BootFacts{TimeToInit: r.TimeToInit}
 		for _, ic := range r.Initcalls {
 			if ic.Module != "" {
@@ -258,7 +262,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 
 	// The reader goroutine publishes the analyzer's counters here; the
 	// analyzer itself is not safe to read from HTTP goroutines.
-	var records, corrupt, lostUser atomic.Uint64
+	var records, corrupt, lostUser, overflow, orphans atomic.Uint64
 	metrics := export.NewMetrics(export.MetricsOptions{
 		Build:      buildInfo(),
 		MaxModules: o.maxModules,
@@ -270,6 +274,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			return export.SelfStats{
 				RecordsRead: records.Load() + corrupt.Load(), DecodeErrors: corrupt.Load(),
 				LostKernel: c.Lost, LostUser: lostUser.Load(), ScanTruncated: c.ScanTruncated,
+				Overflow: overflow.Load(), OrphanSymbols: orphans.Load(),
 				RingFill: s.t.RingBufferFill(),
 			}
 		},
@@ -318,34 +323,27 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			st := s.an.Stats()
 			records.Store(st.Records)
 			corrupt.Store(st.Corrupt)
+			overflow.Store(st.Overflow)
+			orphans.Store(st.OrphanSymbols)
 			return err
 		})
 	}()
 
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(handler, slog.LevelError),
-		ErrorHandling: promhttp.ContinueOnError,
-	}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !reading.Load() {
-			http.Error(w, "not reading the ring buffer", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name: "ktracer", Description: "Kernel module and initcall tracing with eBPF", Version: buildInfo().Version,
-		Links: []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}, {Address: "/healthz", Text: "Health"}},
+	server, err := export.NewServer(export.ServerOptions{
+		Gatherer: reg, Version: buildInfo().Version, ErrorLog: handler,
+		Healthy: func() error {
+			if !reading.Load() {
+				return errors.New("not reading the ring buffer")
+			}
+			return nil
+		},
 	})
 	if err != nil {
-		return fail("landing page: %w", err)
+		return fail("%w", err)
 	}
-	mux.Handle("/", landing)
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveDone := make(chan error, 1)
 	go func() {
-		serveDone <- web.ServeMultiple(listeners, server, &web.FlagConfig{WebListenAddresses: &o.listen, WebConfigFile: &o.webConfig}, log)
+		serveDone <- web.ServeMultiple(export.ServerListeners(server, listeners), server, &web.FlagConfig{WebListenAddresses: &o.listen, WebConfigFile: &o.webConfig}, log)
 	}()
 
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {

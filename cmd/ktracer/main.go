@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ktracer/ktracer/decoder"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -55,11 +57,11 @@ func main() {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(os.Stderr, "ktracer:", ee.err)
+			decoder.Fprintf(os.Stderr, "ktracer: %v\n", ee.err) // errors quote file names and log lines
 		}
 		os.Exit(ee.code)
 	}
-	fmt.Fprintln(os.Stderr, "ktracer:", err)
+	decoder.Fprintf(os.Stderr, "ktracer: %v\n", err)
 	os.Exit(exitFailure)
 }
 
