@@ -76,6 +76,7 @@ const (
 	KtEventTypeEVENT_PANIC             KtEventType = 12
 	KtEventTypeEVENT_CRASH_KEXEC       KtEventType = 13
 	KtEventTypeEVENT_EMERGENCY_RESTART KtEventType = 14
+	KtEventTypeEVENT_LOAD_FAILED       KtEventType = 15
 )
 
 type KtExecFaultEvent struct {
@@ -118,6 +119,33 @@ type KtInitcallStartVal struct {
 	_    structs.HostLayout
 	Ts   uint64
 	Func uint64
+}
+
+type KtLoadFact uint32
+
+const (
+	KtLoadFactLOAD_UNKNOWN_SYMBOL KtLoadFact = 1
+	KtLoadFactLOAD_SYMBOL_VERSION KtLoadFact = 2
+	KtLoadFactLOAD_MODULE_CRC     KtLoadFact = 4
+	KtLoadFactLOAD_SYMBOL_ERROR   KtLoadFact = 8
+	KtLoadFactLOAD_VERMAGIC       KtLoadFact = 16
+	KtLoadFactLOAD_SIGNATURE      KtLoadFact = 32
+	KtLoadFactLOAD_INIT_REACHED   KtLoadFact = 64
+)
+
+type KtLoadFailedEvent struct {
+	_              structs.HostLayout
+	Hdr            KtEventHeader
+	Ret            int32
+	Facts          uint32
+	SymbolErr      int32
+	SigErr         int32
+	KernelCrc      uint32
+	ModuleCrc      uint32
+	Name           [56]int8
+	Symbol         [128]int8
+	Vermagic       [96]int8
+	KernelVermagic [96]int8
 }
 
 type KtMemRange struct {
@@ -232,6 +260,8 @@ const (
 	KtMapCounters                   = "counters"
 	KtMapEvents                     = "events"
 	KtMapInitcallStarts             = "initcall_starts"
+	KtMapLoadStates                 = "load_states"
+	KtMapLoadZero                   = "load_zero"
 	KtMapLoading                    = "loading"
 	KtMapParams                     = "params"
 	KtMapScanBufs                   = "scan_bufs"
@@ -245,6 +275,12 @@ const (
 	KtProgInitcallFinishRawTpNoscan = "initcall_finish_raw_tp_noscan"
 	KtProgInitcallStartKprobe       = "initcall_start_kprobe"
 	KtProgInitcallStartRawTp        = "initcall_start_raw_tp"
+	KtProgLoadCheckVersionFexit     = "load_check_version_fexit"
+	KtProgLoadModuleFexit           = "load_module_fexit"
+	KtProgLoadModuleKretprobe       = "load_module_kretprobe"
+	KtProgLoadResolveSymbolFexit    = "load_resolve_symbol_fexit"
+	KtProgLoadSameMagicFexit        = "load_same_magic_fexit"
+	KtProgLoadVerifySigFexit        = "load_verify_sig_fexit"
 	KtProgModuleDoneFexit           = "module_done_fexit"
 	KtProgModuleDoneKretprobe       = "module_done_kretprobe"
 	KtProgModuleFreeKprobe          = "module_free_kprobe"
@@ -271,6 +307,8 @@ const (
 	KtVarUnusedHookMethod           = "unused_hook_method"
 	KtVarUnusedInitPointerEvent     = "unused_init_pointer_event"
 	KtVarUnusedInitcallEvent        = "unused_initcall_event"
+	KtVarUnusedLoadFact             = "unused_load_fact"
+	KtVarUnusedLoadFailedEvent      = "unused_load_failed_event"
 	KtVarUnusedModuleDoneEvent      = "unused_module_done_event"
 	KtVarUnusedModuleFreeEvent      = "unused_module_free_event"
 	KtVarUnusedModuleLoadEvent      = "unused_module_load_event"
@@ -333,6 +371,12 @@ type KtProgramSpecs struct {
 	InitcallFinishRawTpNoscan *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp_noscan"`
 	InitcallStartKprobe       *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
 	InitcallStartRawTp        *ebpf.ProgramSpec `ebpf:"initcall_start_raw_tp"`
+	LoadCheckVersionFexit     *ebpf.ProgramSpec `ebpf:"load_check_version_fexit"`
+	LoadModuleFexit           *ebpf.ProgramSpec `ebpf:"load_module_fexit"`
+	LoadModuleKretprobe       *ebpf.ProgramSpec `ebpf:"load_module_kretprobe"`
+	LoadResolveSymbolFexit    *ebpf.ProgramSpec `ebpf:"load_resolve_symbol_fexit"`
+	LoadSameMagicFexit        *ebpf.ProgramSpec `ebpf:"load_same_magic_fexit"`
+	LoadVerifySigFexit        *ebpf.ProgramSpec `ebpf:"load_verify_sig_fexit"`
 	ModuleDoneFexit           *ebpf.ProgramSpec `ebpf:"module_done_fexit"`
 	ModuleDoneKretprobe       *ebpf.ProgramSpec `ebpf:"module_done_kretprobe"`
 	ModuleFreeKprobe          *ebpf.ProgramSpec `ebpf:"module_free_kprobe"`
@@ -358,6 +402,8 @@ type KtMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	InitcallStarts *ebpf.MapSpec `ebpf:"initcall_starts"`
+	LoadStates     *ebpf.MapSpec `ebpf:"load_states"`
+	LoadZero       *ebpf.MapSpec `ebpf:"load_zero"`
 	Loading        *ebpf.MapSpec `ebpf:"loading"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
@@ -377,6 +423,8 @@ type KtVariableSpecs struct {
 	UnusedHookMethod        *ebpf.VariableSpec `ebpf:"unused_hook_method"`
 	UnusedInitPointerEvent  *ebpf.VariableSpec `ebpf:"unused_init_pointer_event"`
 	UnusedInitcallEvent     *ebpf.VariableSpec `ebpf:"unused_initcall_event"`
+	UnusedLoadFact          *ebpf.VariableSpec `ebpf:"unused_load_fact"`
+	UnusedLoadFailedEvent   *ebpf.VariableSpec `ebpf:"unused_load_failed_event"`
 	UnusedModuleDoneEvent   *ebpf.VariableSpec `ebpf:"unused_module_done_event"`
 	UnusedModuleFreeEvent   *ebpf.VariableSpec `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.VariableSpec `ebpf:"unused_module_load_event"`
@@ -410,6 +458,8 @@ type KtMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	InitcallStarts *ebpf.Map `ebpf:"initcall_starts"`
+	LoadStates     *ebpf.Map `ebpf:"load_states"`
+	LoadZero       *ebpf.Map `ebpf:"load_zero"`
 	Loading        *ebpf.Map `ebpf:"loading"`
 	Params         *ebpf.Map `ebpf:"params"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
@@ -420,6 +470,8 @@ func (m *KtMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.InitcallStarts,
+		m.LoadStates,
+		m.LoadZero,
 		m.Loading,
 		m.Params,
 		m.ScanBufs,
@@ -440,6 +492,8 @@ type KtVariables struct {
 	UnusedHookMethod        *ebpf.Variable `ebpf:"unused_hook_method"`
 	UnusedInitPointerEvent  *ebpf.Variable `ebpf:"unused_init_pointer_event"`
 	UnusedInitcallEvent     *ebpf.Variable `ebpf:"unused_initcall_event"`
+	UnusedLoadFact          *ebpf.Variable `ebpf:"unused_load_fact"`
+	UnusedLoadFailedEvent   *ebpf.Variable `ebpf:"unused_load_failed_event"`
 	UnusedModuleDoneEvent   *ebpf.Variable `ebpf:"unused_module_done_event"`
 	UnusedModuleFreeEvent   *ebpf.Variable `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.Variable `ebpf:"unused_module_load_event"`
@@ -464,6 +518,12 @@ type KtPrograms struct {
 	InitcallFinishRawTpNoscan *ebpf.Program `ebpf:"initcall_finish_raw_tp_noscan"`
 	InitcallStartKprobe       *ebpf.Program `ebpf:"initcall_start_kprobe"`
 	InitcallStartRawTp        *ebpf.Program `ebpf:"initcall_start_raw_tp"`
+	LoadCheckVersionFexit     *ebpf.Program `ebpf:"load_check_version_fexit"`
+	LoadModuleFexit           *ebpf.Program `ebpf:"load_module_fexit"`
+	LoadModuleKretprobe       *ebpf.Program `ebpf:"load_module_kretprobe"`
+	LoadResolveSymbolFexit    *ebpf.Program `ebpf:"load_resolve_symbol_fexit"`
+	LoadSameMagicFexit        *ebpf.Program `ebpf:"load_same_magic_fexit"`
+	LoadVerifySigFexit        *ebpf.Program `ebpf:"load_verify_sig_fexit"`
 	ModuleDoneFexit           *ebpf.Program `ebpf:"module_done_fexit"`
 	ModuleDoneKretprobe       *ebpf.Program `ebpf:"module_done_kretprobe"`
 	ModuleFreeKprobe          *ebpf.Program `ebpf:"module_free_kprobe"`
@@ -494,6 +554,12 @@ func (p *KtPrograms) Close() error {
 		p.InitcallFinishRawTpNoscan,
 		p.InitcallStartKprobe,
 		p.InitcallStartRawTp,
+		p.LoadCheckVersionFexit,
+		p.LoadModuleFexit,
+		p.LoadModuleKretprobe,
+		p.LoadResolveSymbolFexit,
+		p.LoadSameMagicFexit,
+		p.LoadVerifySigFexit,
 		p.ModuleDoneFexit,
 		p.ModuleDoneKretprobe,
 		p.ModuleFreeKprobe,

@@ -100,6 +100,26 @@ var hooks = []hook{
 	{name: "emergency_restart", candidates: []candidate{
 		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart", ""},
 	}},
+	// load-failed: load_module's return sends what the reason hooks saw.
+	// They are fexit only: their arguments are needed at return, and the
+	// functions that reject (simplify_symbols, check_modinfo) are inlined.
+	{name: "load_failed", candidates: []candidate{
+		{bpf.KtProgLoadModuleFexit, Fexit, "load_module", ""},
+		{bpf.KtProgLoadModuleKretprobe, Kretprobe, "load_module", ""},
+	}},
+	{name: "load_unknown_symbol", candidates: []candidate{
+		{bpf.KtProgLoadResolveSymbolFexit, Fexit, "resolve_symbol", ""},
+	}},
+	{name: "load_symbol_version", candidates: []candidate{
+		{bpf.KtProgLoadCheckVersionFexit, Fexit, "check_version", ""},
+	}},
+	// same_magic is inlined in 5.10: there a vermagic mismatch is a bare ENOEXEC.
+	{name: "load_vermagic", candidates: []candidate{
+		{bpf.KtProgLoadSameMagicFexit, Fexit, "same_magic", ""},
+	}},
+	{name: "load_signature", candidates: []candidate{
+		{bpf.KtProgLoadVerifySigFexit, Fexit, "mod_verify_sig", ""},
+	}},
 }
 
 // ParseMethod reads an attach method name.

@@ -49,7 +49,7 @@ type Tracer struct {
 }
 
 // sharedMaps are created once and shared by every program variant.
-var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs, bpf.KtMapParams}
+var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs, bpf.KtMapParams, bpf.KtMapLoadStates, bpf.KtMapLoadZero}
 
 // Options tune how hooks are attached.
 type Options struct {
