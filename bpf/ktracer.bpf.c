@@ -881,42 +881,55 @@ static __always_inline void load_name(struct load_failed_event *s, struct load_i
 
 /* The CRC the module was built against: its __versions entry for symbol.
  * Entries are {unsigned long crc; char name[56]}, names NUL-padded, and
- * s->symbol is zero beyond its NUL, so whole words compare. */
+ * s->symbol is zero beyond its NUL, so whole words compare. One entry per
+ * bpf_loop iteration: 6.1's verifier fails (EFAULT) on the bounded loop. */
+struct crc_search {
+	__u64 want[KT_MODVERSION_NAME_LEN / 8];
+	__u64 base;  /* __versions' address */
+	__u64 n;     /* its entries */
+	__u64 crc;
+	__u64 found;
+};
+
+static long crc_entry(__u32 i, void *data)
+{
+	struct crc_search *c = data;
+	__u64 e[1 + KT_MODVERSION_NAME_LEN / 8];
+	int w;
+
+	if (i >= c->n || bpf_probe_read_kernel(e, sizeof(e), (void *)(c->base + (__u64)i * sizeof(e))))
+		return 1;
+	for (w = 0; w < KT_MODVERSION_NAME_LEN / 8; w++)
+		if (e[1 + w] != c->want[w])
+			return 0;
+	c->crc = e[0];
+	c->found = 1;
+	return 1;
+}
+
 static __always_inline void load_module_crc(struct load_failed_event *s, struct load_info___kt *info)
 {
-	__u64 want[KT_MODVERSION_NAME_LEN / 8], e[1 + KT_MODVERSION_NAME_LEN / 8];
 	struct elf64_shdr *sechdrs = BPF_CORE_READ(info, sechdrs);
 	__u32 vers = BPF_CORE_READ(info, index.vers);
+	struct crc_search c = {};
 	struct elf64_shdr sh;
-	__u64 n;
-	int i, w;
 
 	if (!sechdrs || !vers || bpf_probe_read_kernel(&sh, sizeof(sh), sechdrs + vers))
 		return;
-	n = sh.sh_size / sizeof(e);
-	__builtin_memcpy(want, s->symbol, sizeof(want));
-	for (i = 0; i < KT_MAX_VERSIONS; i++) {
-		bool same = true;
-
-		if (i >= n || bpf_probe_read_kernel(e, sizeof(e), (void *)(sh.sh_addr + i * sizeof(e))))
-			return;
-#pragma unroll
-		for (w = 0; w < KT_MODVERSION_NAME_LEN / 8; w++)
-			if (e[1 + w] != want[w])
-				same = false;
-		if (same) {
-			s->module_crc = (__u32)e[0];
-			s->facts |= LOAD_MODULE_CRC;
-			return;
-		}
+	c.base = sh.sh_addr;
+	c.n = sh.sh_size / (8 + KT_MODVERSION_NAME_LEN);
+	__builtin_memcpy(c.want, s->symbol, sizeof(c.want));
+	bpf_loop(c.n < KT_MAX_VERSIONS ? c.n : KT_MAX_VERSIONS, crc_entry, &c, 0);
+	if (c.found) {
+		s->module_crc = (__u32)c.crc;
+		s->facts |= LOAD_MODULE_CRC;
 	}
 }
 
 /* check_version returns 0 when the module's CRC for symname differs from
  * the kernel's (*crc): "disagrees about version of symbol". */
-SEC("fexit/check_version")
-int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *symname, struct module *mod,
-	     const __u32 *crc, int ret)
+static __always_inline int on_check_version(struct load_info___kt *info, const char *symname, const __u32 *crc,
+					    int ret, bool use_bpf_loop)
 {
 	struct load_failed_event *s = load_state();
 
@@ -929,8 +942,24 @@ int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *
 	if (bpf_probe_read_kernel_str(s->symbol, sizeof(s->symbol), symname) < 0)
 		s->symbol[0] = 0;
 	bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc);
-	load_module_crc(s, info);
+	if (use_bpf_loop)
+		load_module_crc(s, info);
 	return 0;
+}
+
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, crc, ret, true);
+}
+
+/* Before 5.17: no bpf_loop, so the module's CRC is not looked up. */
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit_nocrc, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, crc, ret, false);
 }
 
 /* resolve_symbol returns NULL for a symbol nobody exports, an ERR_PTR for

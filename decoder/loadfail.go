@@ -63,7 +63,7 @@ func reasonOf(l *bpf.KtLoadFailedEvent) loadReason {
 	case has(bpf.KtLoadFactLOAD_UNKNOWN_SYMBOL) && errno == errENOENT:
 		return loadReason{symbol: symbol, words: "unknown symbol " + symbol}
 	case has(bpf.KtLoadFactLOAD_SYMBOL_ERROR) && errno == -l.SymbolErr:
-		return loadReason{symbol: symbol, words: "symbol " + symbol + " refused (" + ErrnoName(l.SymbolErr) + ")"}
+		return loadReason{symbol: symbol, words: "symbol " + symbol + " refused"}
 	case has(bpf.KtLoadFactLOAD_VERMAGIC) && errno == errENOEXEC:
 		r := loadReason{vermagic: cString(l.Vermagic[:]), kernelVermagic: cString(l.KernelVermagic[:])}
 		r.words = fmt.Sprintf("vermagic %q does not match the kernel's %q",

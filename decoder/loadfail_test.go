@@ -101,7 +101,7 @@ func TestLoadFailed(t *testing.T) {
 				e.SigErr = -126
 				cname(e.Symbol[:], "foo")
 			}},
-		{name: "namespace not imported", ret: -22, module: "m", severity: SeverityError, reason: "symbol usb_stor_probe1 refused (EINVAL)",
+		{name: "namespace not imported", ret: -22, module: "m", severity: SeverityError, reason: "symbol usb_stor_probe1 refused",
 			set: func(e *bpf.KtLoadFailedEvent) {
 				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_ERROR)
 				e.SymbolErr = -22
