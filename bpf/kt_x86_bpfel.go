@@ -131,6 +131,7 @@ const (
 	KtLoadFactLOAD_VERMAGIC       KtLoadFact = 16
 	KtLoadFactLOAD_SIGNATURE      KtLoadFact = 32
 	KtLoadFactLOAD_INIT_REACHED   KtLoadFact = 64
+	KtLoadFactLOAD_KERNEL_CRC     KtLoadFact = 128
 )
 
 type KtLoadFailedEvent struct {

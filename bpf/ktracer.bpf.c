@@ -929,7 +929,7 @@ static __always_inline void load_module_crc(struct load_failed_event *s, struct 
 /* check_version returns 0 when the module's CRC for symname differs from
  * the kernel's (*crc): "disagrees about version of symbol". */
 static __always_inline int on_check_version(struct load_info___kt *info, const char *symname, const __u32 *crc,
-					    int ret, bool use_bpf_loop)
+					    int ret, bool crcs)
 {
 	struct load_failed_event *s = load_state();
 
@@ -941,9 +941,11 @@ static __always_inline int on_check_version(struct load_info___kt *info, const c
 	s->facts |= LOAD_SYMBOL_VERSION;
 	if (bpf_probe_read_kernel_str(s->symbol, sizeof(s->symbol), symname) < 0)
 		s->symbol[0] = 0;
-	bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc);
-	if (use_bpf_loop)
+	if (crcs) {
+		if (!bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc))
+			s->facts |= LOAD_KERNEL_CRC;
 		load_module_crc(s, info);
+	}
 	return 0;
 }
 
@@ -954,12 +956,13 @@ int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *
 	return on_check_version(info, symname, crc, ret, true);
 }
 
-/* Before 5.17: no bpf_loop, so the module's CRC is not looked up. */
+/* 5.10: no bpf_loop for the module's CRC, and its verifier refuses to read
+ * an int pointer argument (crc): the symbol is named, not its CRCs. */
 SEC("fexit/check_version")
 int BPF_PROG(load_check_version_fexit_nocrc, struct load_info___kt *info, const char *symname, struct module *mod,
 	     const __u32 *crc, int ret)
 {
-	return on_check_version(info, symname, crc, ret, false);
+	return on_check_version(info, symname, NULL, ret, false);
 }
 
 /* resolve_symbol returns NULL for a symbol nobody exports, an ERR_PTR for

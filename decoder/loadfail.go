@@ -51,7 +51,12 @@ func reasonOf(l *bpf.KtLoadFailedEvent) loadReason {
 	case errno == errEKEYREJECTED:
 		return loadReason{words: "unsigned module, and the kernel requires signatures (module.sig_enforce=1 or lockdown)"}
 	case has(bpf.KtLoadFactLOAD_SYMBOL_VERSION) && (errno == errEINVAL || errno == errENOEXEC):
-		r := loadReason{symbol: symbol, kernelCRC: fmt.Sprintf("0x%08x", l.KernelCrc)}
+		r := loadReason{symbol: symbol}
+		if !has(bpf.KtLoadFactLOAD_KERNEL_CRC) {
+			r.words = "symbol version mismatch: " + symbol + " (its CRCs are not readable on this kernel)"
+			return r
+		}
+		r.kernelCRC = fmt.Sprintf("0x%08x", l.KernelCrc)
 		module := "not found in its __versions"
 		if has(bpf.KtLoadFactLOAD_MODULE_CRC) {
 			r.moduleCRC = fmt.Sprintf("0x%08x", l.ModuleCrc)

@@ -52,7 +52,7 @@ func TestLoadFailed(t *testing.T) {
 		{name: "version mismatch", ret: -22, module: "kt_badcrc", severity: SeverityError,
 			reason: "symbol version mismatch: kmemdup has CRC 0x1b2d2a09 in this kernel, the module was built against 0xe4d2d5f6",
 			set: func(e *bpf.KtLoadFailedEvent) {
-				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_MODULE_CRC)
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC, bpf.KtLoadFactLOAD_MODULE_CRC)
 				e.KernelCrc, e.ModuleCrc = 0x1b2d2a09, 0xe4d2d5f6
 				cname(e.Symbol[:], "kmemdup")
 			},
@@ -64,9 +64,20 @@ func TestLoadFailed(t *testing.T) {
 		{name: "module_layout mismatch without the module CRC", ret: -8, module: "other", severity: SeverityError,
 			reason: "symbol version mismatch: module_layout has CRC 0x00000001 in this kernel, the module was built against not found in its __versions",
 			set: func(e *bpf.KtLoadFailedEvent) {
-				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION)
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC)
 				e.KernelCrc = 1
 				cname(e.Symbol[:], "module_layout")
+			}},
+		{name: "version mismatch without CRCs (5.10)", ret: -22, module: "kt_badcrc", severity: SeverityError,
+			reason: "symbol version mismatch: kmemdup (its CRCs are not readable on this kernel)",
+			set: func(e *bpf.KtLoadFailedEvent) {
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION)
+				cname(e.Symbol[:], "kmemdup")
+			},
+			check: func(t *testing.T, f Event) {
+				if f.KernelCRC != "" || f.ModuleCRC != "" {
+					t.Errorf("CRCs %q %q, want none", f.KernelCRC, f.ModuleCRC)
+				}
 			}},
 		{name: "vermagic", ret: -8, module: "kt_magic", severity: SeverityError,
 			reason: `vermagic "6.1.0-57-cloud-amd64 SMP mod_unload" does not match the kernel's "6.1.0-57-cloud-amd64 SMP preempt mod_unload modversions"`,

@@ -112,7 +112,7 @@ var hooks = []hook{
 	}},
 	{name: "load_symbol_version", candidates: []candidate{
 		{bpf.KtProgLoadCheckVersionFexit, Fexit, "check_version", ""},
-		{bpf.KtProgLoadCheckVersionFexitNocrc, Fexit, "check_version", "no bpf_loop (kernel before 5.17): the module's CRC is not read, only the kernel's"},
+		{bpf.KtProgLoadCheckVersionFexitNocrc, Fexit, "check_version", "kernel before 5.17 (no bpf_loop, no int pointer arguments): a version mismatch names the symbol, not its CRCs"},
 	}},
 	// same_magic is inlined in 5.10: there a vermagic mismatch is a bare ENOEXEC.
 	{name: "load_vermagic", candidates: []candidate{
