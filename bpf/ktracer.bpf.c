@@ -919,6 +919,7 @@ static __always_inline void load_module_crc(struct load_failed_event *s, struct 
 	c.base = sh.sh_addr;
 	c.n = sh.sh_size / (8 + KT_MODVERSION_NAME_LEN);
 	__builtin_memcpy(c.want, s->symbol, sizeof(c.want));
+	s->facts |= LOAD_CRC_SEARCHED;
 	bpf_loop(c.n < KT_MAX_VERSIONS ? c.n : KT_MAX_VERSIONS, crc_entry, &c, 0);
 	if (c.found) {
 		s->module_crc = (__u32)c.crc;
@@ -927,9 +928,11 @@ static __always_inline void load_module_crc(struct load_failed_event *s, struct 
 }
 
 /* check_version returns 0 when the module's CRC for symname differs from
- * the kernel's (*crc): "disagrees about version of symbol". */
+ * the kernel's (*crc): "disagrees about version of symbol". The kernel's
+ * CRC is read when kernel_crc (not by fexit on 5.10, whose verifier refuses
+ * an int pointer argument), the module's when module_crc (bpf_loop). */
 static __always_inline int on_check_version(struct load_info___kt *info, const char *symname, const __u32 *crc,
-					    int ret, bool crcs)
+					    int ret, bool kernel_crc, bool module_crc)
 {
 	struct load_failed_event *s = load_state();
 
@@ -941,36 +944,17 @@ static __always_inline int on_check_version(struct load_info___kt *info, const c
 	s->facts |= LOAD_SYMBOL_VERSION;
 	if (bpf_probe_read_kernel_str(s->symbol, sizeof(s->symbol), symname) < 0)
 		s->symbol[0] = 0;
-	if (crcs) {
-		if (!bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc))
-			s->facts |= LOAD_KERNEL_CRC;
+	if (kernel_crc && crc && !bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc))
+		s->facts |= LOAD_KERNEL_CRC;
+	if (module_crc)
 		load_module_crc(s, info);
-	}
 	return 0;
-}
-
-SEC("fexit/check_version")
-int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *symname, struct module *mod,
-	     const __u32 *crc, int ret)
-{
-	return on_check_version(info, symname, crc, ret, true);
-}
-
-/* 5.10: no bpf_loop for the module's CRC, and its verifier refuses to read
- * an int pointer argument (crc): the symbol is named, not its CRCs. */
-SEC("fexit/check_version")
-int BPF_PROG(load_check_version_fexit_nocrc, struct load_info___kt *info, const char *symname, struct module *mod,
-	     const __u32 *crc, int ret)
-{
-	return on_check_version(info, symname, NULL, ret, false);
 }
 
 /* resolve_symbol returns NULL for a symbol nobody exports, an ERR_PTR for
  * a symbol it may not use (version: see check_version; namespace; -EBUSY
  * while the owner is still loading, which is retried). */
-SEC("fexit/resolve_symbol")
-int BPF_PROG(load_resolve_symbol_fexit, struct module *mod, struct load_info___kt *info, const char *name,
-	     char *ownername, const void *ret)
+static __always_inline int on_resolve_symbol(struct load_info___kt *info, const char *name, const void *ret)
 {
 	struct load_failed_event *s;
 	long err = (long)ret;
@@ -998,8 +982,7 @@ int BPF_PROG(load_resolve_symbol_fexit, struct module *mod, struct load_info___k
 
 /* same_magic (6.1+; inlined in 5.10) compares the module's vermagic with
  * the kernel's; with modversions only the part after the release. */
-SEC("fexit/same_magic")
-int BPF_PROG(load_same_magic_fexit, const char *amagic, const char *bmagic, bool has_crcs, bool ret)
+static __always_inline int on_same_magic(const char *amagic, const char *bmagic, bool ret)
 {
 	struct load_failed_event *s;
 
@@ -1018,8 +1001,7 @@ int BPF_PROG(load_same_magic_fexit, const char *amagic, const char *bmagic, bool
 
 /* mod_verify_sig runs only for a module that carries a signature; an
  * unsigned module under module.sig_enforce=1 fails without it (EKEYREJECTED). */
-SEC("fexit/mod_verify_sig")
-int BPF_PROG(load_verify_sig_fexit, const void *mod, struct load_info___kt *info, int ret)
+static __always_inline int on_verify_sig(int ret)
 {
 	struct load_failed_event *s;
 
@@ -1033,11 +1015,162 @@ int BPF_PROG(load_verify_sig_fexit, const void *mod, struct load_info___kt *info
 	return 0;
 }
 
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, crc, ret, true, true);
+}
+
+/* 5.10: no bpf_loop for the module's CRC, and its verifier refuses to read
+ * an int pointer argument (crc): the symbol is named, not its CRCs. */
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit_nocrc, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, NULL, ret, false, false);
+}
+
+SEC("fexit/resolve_symbol")
+int BPF_PROG(load_resolve_symbol_fexit, struct module *mod, struct load_info___kt *info, const char *name,
+	     char *ownername, const void *ret)
+{
+	return on_resolve_symbol(info, name, ret);
+}
+
+SEC("fexit/same_magic")
+int BPF_PROG(load_same_magic_fexit, const char *amagic, const char *bmagic, bool has_crcs, bool ret)
+{
+	return on_same_magic(amagic, bmagic, ret);
+}
+
+SEC("fexit/mod_verify_sig")
+int BPF_PROG(load_verify_sig_fexit, const void *mod, struct load_info___kt *info, int ret)
+{
+	return on_verify_sig(ret);
+}
+
+/* The kprobe fallbacks: a kretprobe sees only the return, so a kprobe on
+ * the same function keeps its arguments, per task. check_version runs
+ * inside resolve_symbol, hence a slot per function. */
+struct load_args {
+	__u64 resolve[2]; /* info, name */
+	__u64 check[3];   /* info, symname, crc */
+	__u64 magic[2];   /* amagic, bmagic */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct load_args);
+} load_args SEC(".maps");
+
+static __always_inline struct load_args *load_args_of_task(bool create)
+{
+	struct load_args zero = {}, *a;
+	__u32 tid = current_tid();
+
+	a = bpf_map_lookup_elem(&load_args, &tid);
+	if (a || !create)
+		return a;
+	bpf_map_update_elem(&load_args, &tid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&load_args, &tid);
+}
+
+SEC("kprobe/resolve_symbol")
+int BPF_KPROBE(load_resolve_symbol_entry, struct module *mod, void *info, const char *name)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->resolve[0] = (__u64)info;
+		a->resolve[1] = (__u64)name;
+	}
+	return 0;
+}
+
+SEC("kretprobe/resolve_symbol")
+int BPF_KRETPROBE(load_resolve_symbol_kretprobe, const void *ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_resolve_symbol((void *)a->resolve[0], (const char *)a->resolve[1], ret);
+}
+
+SEC("kprobe/check_version")
+int BPF_KPROBE(load_check_version_entry, void *info, const char *symname, struct module *mod, const __u32 *crc)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->check[0] = (__u64)info;
+		a->check[1] = (__u64)symname;
+		a->check[2] = (__u64)crc;
+	}
+	return 0;
+}
+
+SEC("kretprobe/check_version")
+int BPF_KRETPROBE(load_check_version_kretprobe, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_check_version((void *)a->check[0], (const char *)a->check[1], (const __u32 *)a->check[2], ret,
+				true, true);
+}
+
+/* Before 5.17: no bpf_loop, so the module's CRC is not looked up. */
+SEC("kretprobe/check_version")
+int BPF_KRETPROBE(load_check_version_kretprobe_nocrc, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_check_version((void *)a->check[0], (const char *)a->check[1], (const __u32 *)a->check[2], ret,
+				true, false);
+}
+
+SEC("kprobe/same_magic")
+int BPF_KPROBE(load_same_magic_entry, const char *amagic, const char *bmagic)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->magic[0] = (__u64)amagic;
+		a->magic[1] = (__u64)bmagic;
+	}
+	return 0;
+}
+
+SEC("kretprobe/same_magic")
+int BPF_KRETPROBE(load_same_magic_kretprobe, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	/* bool in the low byte of rax */
+	return on_same_magic((const char *)a->magic[0], (const char *)a->magic[1], (__u8)ret);
+}
+
+SEC("kretprobe/mod_verify_sig")
+int BPF_KRETPROBE(load_verify_sig_kretprobe, int ret)
+{
+	return on_verify_sig(ret);
+}
+
 static __always_inline int on_load_done(int ret)
 {
 	struct load_failed_event *s;
 	__u32 tid = current_tid();
 
+	bpf_map_delete_elem(&load_args, &tid);
 	s = bpf_map_lookup_elem(&load_states, &tid);
 	if (ret >= 0 || (s && (s->facts & LOAD_INIT_REACHED))) {
 		if (s)

@@ -193,7 +193,8 @@ enum load_fact {
 	LOAD_VERMAGIC = 16,       /* same_magic said no: vermagic, kernel_vermagic */
 	LOAD_SIGNATURE = 32,      /* mod_verify_sig failed: sig_err */
 	LOAD_INIT_REACHED = 64,   /* kernel side only: init ran, no record is sent */
-	LOAD_KERNEL_CRC = 128,    /* kernel_crc was read (not on 5.10: int pointer argument) */
+	LOAD_KERNEL_CRC = 128,    /* kernel_crc was read (not by fexit on 5.10) */
+	LOAD_CRC_SEARCHED = 256,  /* the module's __versions was searched (bpf_loop) */
 };
 
 /* EVENT_LOAD_FAILED: load_module returned an error before the module's

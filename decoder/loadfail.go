@@ -57,13 +57,16 @@ func reasonOf(l *bpf.KtLoadFailedEvent) loadReason {
 			return r
 		}
 		r.kernelCRC = fmt.Sprintf("0x%08x", l.KernelCrc)
-		module := "not found in its __versions"
-		if has(bpf.KtLoadFactLOAD_MODULE_CRC) {
+		r.words = fmt.Sprintf("symbol version mismatch: %s has CRC %s in this kernel", symbol, r.kernelCRC)
+		switch {
+		case has(bpf.KtLoadFactLOAD_MODULE_CRC):
 			r.moduleCRC = fmt.Sprintf("0x%08x", l.ModuleCrc)
-			module = r.moduleCRC
+			r.words += ", the module was built against " + r.moduleCRC
+		case has(bpf.KtLoadFactLOAD_CRC_SEARCHED):
+			r.words += "; the module's __versions has no CRC for it"
+		default:
+			r.words += "; the module's CRC is not readable on this kernel"
 		}
-		r.words = fmt.Sprintf("symbol version mismatch: %s has CRC %s in this kernel, the module was built against %s",
-			symbol, r.kernelCRC, module)
 		return r
 	case has(bpf.KtLoadFactLOAD_UNKNOWN_SYMBOL) && errno == errENOENT:
 		return loadReason{symbol: symbol, words: "unknown symbol " + symbol}

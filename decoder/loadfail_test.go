@@ -52,7 +52,7 @@ func TestLoadFailed(t *testing.T) {
 		{name: "version mismatch", ret: -22, module: "kt_badcrc", severity: SeverityError,
 			reason: "symbol version mismatch: kmemdup has CRC 0x1b2d2a09 in this kernel, the module was built against 0xe4d2d5f6",
 			set: func(e *bpf.KtLoadFailedEvent) {
-				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC, bpf.KtLoadFactLOAD_MODULE_CRC)
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC, bpf.KtLoadFactLOAD_CRC_SEARCHED, bpf.KtLoadFactLOAD_MODULE_CRC)
 				e.KernelCrc, e.ModuleCrc = 0x1b2d2a09, 0xe4d2d5f6
 				cname(e.Symbol[:], "kmemdup")
 			},
@@ -62,13 +62,25 @@ func TestLoadFailed(t *testing.T) {
 				}
 			}},
 		{name: "module_layout mismatch without the module CRC", ret: -8, module: "other", severity: SeverityError,
-			reason: "symbol version mismatch: module_layout has CRC 0x00000001 in this kernel, the module was built against not found in its __versions",
+			reason: "symbol version mismatch: module_layout has CRC 0x00000001 in this kernel; the module's __versions has no CRC for it",
 			set: func(e *bpf.KtLoadFailedEvent) {
-				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC)
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC, bpf.KtLoadFactLOAD_CRC_SEARCHED)
 				e.KernelCrc = 1
 				cname(e.Symbol[:], "module_layout")
 			}},
-		{name: "version mismatch without CRCs (5.10)", ret: -22, module: "kt_badcrc", severity: SeverityError,
+		{name: "version mismatch, kernel CRC only (5.10 kretprobe)", ret: -22, module: "kt_badcrc", severity: SeverityError,
+			reason: "symbol version mismatch: kmemdup has CRC 0x1b2d2a09 in this kernel; the module's CRC is not readable on this kernel",
+			set: func(e *bpf.KtLoadFailedEvent) {
+				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION, bpf.KtLoadFactLOAD_KERNEL_CRC)
+				e.KernelCrc = 0x1b2d2a09
+				cname(e.Symbol[:], "kmemdup")
+			},
+			check: func(t *testing.T, f Event) {
+				if f.KernelCRC != "0x1b2d2a09" || f.ModuleCRC != "" {
+					t.Errorf("CRCs %q %q, want the kernel's only", f.KernelCRC, f.ModuleCRC)
+				}
+			}},
+		{name: "version mismatch without CRCs (5.10 fexit)", ret: -22, module: "kt_badcrc", severity: SeverityError,
 			reason: "symbol version mismatch: kmemdup (its CRCs are not readable on this kernel)",
 			set: func(e *bpf.KtLoadFailedEvent) {
 				e.Facts = facts(bpf.KtLoadFactLOAD_SYMBOL_VERSION)

@@ -45,22 +45,10 @@ var knownGaps = map[string]map[string]string{
 		// 5.10's exec_fault still has its raw tracepoint.
 		"oops_page_fault":    "__x64_page_fault_oops: not found",
 		"kprobes/exec_fault": "__x64_page_fault_oops: not found",
-		// load-failed: no bpf_loop, so the module's CRC is not read; and
-		// same_magic is inlined (a vermagic mismatch is a bare ENOEXEC).
-		"load_symbol_version":         "number of funcs in func_info doesn't match number of subprogs",
-		"load_vermagic":               "same_magic",
-		"kprobes/load_symbol_version": "excluded by the allowed methods",
-	},
-}
-
-// modeGaps hold on every kernel in one mode: the load-failed reason hooks
-// are fexit only (they need their arguments at return).
-var modeGaps = map[string]map[string]string{
-	"kprobes": {
-		"load_unknown_symbol": "excluded by the allowed methods",
-		"load_symbol_version": "excluded by the allowed methods",
-		"load_vermagic":       "excluded by the allowed methods",
-		"load_signature":      "excluded by the allowed methods",
+		// load-failed: no bpf_loop, so the module's CRC is not read (a
+		// degraded kretprobe); same_magic is inlined (a bare ENOEXEC).
+		"load_symbol_version": "number of funcs in func_info doesn't match number of subprogs",
+		"load_vermagic":       "same_magic",
 	},
 }
 
@@ -333,9 +321,6 @@ func check(k *matrixKernel, mode string, r, stderr *run, cs []modCase, lf []load
 		if !isGap {
 			gap, isGap = gaps[name]
 		}
-		if !isGap {
-			gap, isGap = modeGaps[mode][name]
-		}
 		switch {
 		case isGap && h.attached && h.degraded == "":
 			h.result = "FAIL: attaches, but knownGaps says it cannot"
@@ -420,8 +405,7 @@ func check(k *matrixKernel, mode string, r, stderr *run, cs []modCase, lf []load
 			fails["module_free"] = append(fails["module_free"], fmt.Sprintf("%s: want one module_free", c.name))
 		}
 	}
-	reasonHooks := mode != "kprobes"
-	for hook, f := range checkLoadFailed(r, lf, reasonHooks) {
+	for hook, f := range checkLoadFailed(r, lf) {
 		fails[hook] = append(fails[hook], f...)
 	}
 	for _, name := range exercisedHooks {
