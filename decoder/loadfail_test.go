@@ -1,6 +1,8 @@
 package decoder
 
 import (
+	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -175,5 +177,56 @@ func TestFindingSeverityOnlyBendsLoadFailed(t *testing.T) {
 		if got := findingSeverity(rule, Event{Ret: -2}); got != sev {
 			t.Errorf("%s with ret -2: %s, want %s", rule, got, sev)
 		}
+	}
+}
+
+// The records ktracer read on Debian's 6.1 kernel while the e2e module boot
+// loaded kt_unresolved, kt_badcrc, kt_badmagic, kt_good twice, stp without
+// llc and a truncated .ko (TestLoadFailed, KT_UPDATE_FIXTURES=1).
+func TestReplayLoadFailedCapture(t *testing.T) {
+	data, err := os.ReadFile("testdata/load_failed.rec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAnalyzer(Config{SlowInit: 100e6})
+	var got []Event
+	if err := ReadRecording(bytes.NewReader(data), func(raw []byte) error {
+		var herr error
+		got, herr = a.Handle(raw, got)
+		return herr
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var f []Event
+	for _, e := range findings(got) {
+		if e.Rule == RuleLoadFailed {
+			f = append(f, e)
+		}
+	}
+	want := []struct {
+		module, errno string
+		severity      Severity
+		reason        string
+	}{
+		{"kt_unresolved", "ENOENT", SeverityError, "unknown symbol kt_unresolved_dep_fn"},
+		{"kt_badcrc", "EINVAL", SeverityError, "symbol version mismatch: kmemdup has CRC 0x"},
+		{"kt_badmagic", "ENOEXEC", SeverityError, `vermagic "6.1.0-57-cloud-amd64 SMP preempt modversions" does not match the kernel's "6.1.0-57-cloud-amd64 SMP preempt mod_unload modversions"`},
+		{"kt_good", "EEXIST", SeverityInfo, "already loaded"},
+		{"stp", "ENOENT", SeverityError, "unknown symbol llc_"},
+		{"", "ENOEXEC", SeverityError, "invalid module: bad ELF"},
+	}
+	if len(f) != len(want) {
+		t.Fatalf("%d load-failed findings, want %d: %+v", len(f), len(want), f)
+	}
+	for i, w := range want {
+		if f[i].Module != w.module || f[i].Errno != w.errno || f[i].Severity != w.severity || !strings.HasPrefix(f[i].Reason, w.reason) {
+			t.Errorf("finding %d: %s %s %s %q, want %s %s %s %q", i, f[i].Module, f[i].Errno, f[i].Severity, f[i].Reason, w.module, w.errno, w.severity, w.reason)
+		}
+	}
+	if c := f[1]; c.ModuleCRC != "0xdeadbeef" || c.KernelCRC == "" || c.KernelCRC == c.ModuleCRC {
+		t.Errorf("kt_badcrc CRCs: kernel %q module %q", c.KernelCRC, c.ModuleCRC)
+	}
+	if st := a.Stats(); st.Corrupt != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

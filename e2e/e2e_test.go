@@ -242,7 +242,8 @@ func moduleGuest(t *testing.T) *guest {
 		// Seed incident 2 and its control. The time bomb goes last: its
 		// oops leaves the module's parameter lock held.
 		// load-failed: loads refused before init (loadfail_test.go).
-		s.WriteString(watchStep("load-failed", "", loadFailCommand(moduleLoadFailCases())))
+		s.WriteString(watchStep("load-failed", "--record /tmp/load_failed.rec", loadFailCommand(moduleLoadFailCases())))
+		s.WriteString("base64 /tmp/load_failed.rec | sed 's/^/KT-OUT:load-failed-rec:/'\n")
 		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
 		// The panic path, live: an oops, a WARN and a bad page state.
 		for _, m := range []string{"kt_oops", "kt_warn", "kt_badpage"} {

@@ -130,6 +130,7 @@ func TestLoadFailed(t *testing.T) {
 	if t.Failed() {
 		t.Logf("output:\n%s", strings.Join(r.raw, "\n"))
 	}
+	saveFixture(t, "load_failed.rec", moduleGuest(t).runs["load-failed-rec"])
 }
 
 func TestLoadFailedSignature(t *testing.T) {
