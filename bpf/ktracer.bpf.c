@@ -135,8 +135,9 @@ static __always_inline __u32 current_tid(void)
 /* ---- load-failed: per-task state (the hooks are at the end) --------------- */
 
 /* tid -> what the reason hooks saw during this task's load_module. Created
- * by the first hook that fires, sent and deleted at load_module's return,
- * while the module's ELF copy (which load_info points into) is gone. */
+ * by the first hook that fires, sent and deleted at load_module's return.
+ * The hooks copy names and strings as they fire: by that return the
+ * module's ELF copy, which load_info points into, is freed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
@@ -845,8 +846,9 @@ int BPF_KPROBE(emergency_restart_kprobe)
  * but modprobe's errno. The hooks below record what the kernel's own checks
  * saw, per task, while load_module runs; its return sends the record. Which
  * reason applies is decided in user space from these facts and the errno.
- * The functions are static (simplify_symbols, check_modinfo and, before
- * 6.1, module_sig_check are inlined), so fexit only: no kprobe fallback.
+ * The functions that reject (simplify_symbols, check_modinfo and, before
+ * 6.1, module_sig_check) are inlined, so the hooks are on what they call:
+ * fexit, or a kretprobe paired with a kprobe that keeps the arguments.
  */
 
 #define KT_EBUSY 16
