@@ -109,6 +109,8 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 		out = a.panicked(r, out)
 	case bpf.KtEventTypeEVENT_CRASH_KEXEC, bpf.KtEventTypeEVENT_EMERGENCY_RESTART:
 		out = a.crash(r, out)
+	case bpf.KtEventTypeEVENT_LOAD_FAILED:
+		out = a.loadFailed(r, out)
 	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
 		if m := a.modules[r.Symbol.Module]; m != nil {
 			if len(m.syms) < maxSymbolsPerModule {
@@ -236,7 +238,7 @@ func finding(ev Event, rule Rule, value int64, msg string) Event {
 	f.Kind = KindFinding
 	f.Value = value
 	f.Rule = rule
-	f.Severity = RuleSeverity[rule]
+	f.Severity = findingSeverity(rule, f)
 	f.Message = msg
 	return f
 }

@@ -45,7 +45,13 @@ type line struct {
 	Reason     string `json:"reason"`
 	Task       string `json:"task"`
 	Caller     string `json:"caller"`
-	Hooks      []struct {
+	// load-failed
+	Symbol         string `json:"symbol"`
+	KernelCRC      string `json:"kernel_crc"`
+	ModuleCRC      string `json:"module_crc"`
+	Vermagic       string `json:"vermagic"`
+	KernelVermagic string `json:"kernel_vermagic"`
+	Hooks          []struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
 		Method   string `json:"method"`
@@ -235,6 +241,9 @@ func moduleGuest(t *testing.T) *guest {
 		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "/payload/bin/insmod /payload/modules/kt_positive.ko"))
 		// Seed incident 2 and its control. The time bomb goes last: its
 		// oops leaves the module's parameter lock held.
+		// load-failed: loads refused before init (loadfail_test.go).
+		s.WriteString(watchStep("load-failed", "--record /tmp/load_failed.rec", loadFailCommand(moduleLoadFailCases())))
+		s.WriteString("base64 /tmp/load_failed.rec | sed 's/^/KT-OUT:load-failed-rec:/'\n")
 		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
 		// The panic path, live: an oops, a WARN and a bad page state.
 		for _, m := range []string{"kt_oops", "kt_warn", "kt_badpage"} {
@@ -244,8 +253,10 @@ func moduleGuest(t *testing.T) *guest {
 		s.WriteString("dmesg | grep -A3 'address: 0000000000000018' | grep 'error_code' | sed 's/^/KT-OUT:kt_oops-dmesg:/'\n")
 		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
 		s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
+		// Signatures can be enforced but not relaxed again: last.
+		s.WriteString(watchStep("load-failed-sig", "", loadFailCommand([]loadFailCase{sigEnforceCase})))
 		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
-		moduleBoot = boot(t, s.String(), nil, "--timeout", "300")
+		moduleBoot = boot(t, s.String(), nil, "--timeout", "300", "--kmod", "stp")
 	})
 	if moduleBoot == nil {
 		t.Fatal("module VM boot failed (see the first test's log)")
