@@ -284,7 +284,7 @@ if [ -n "$SUITE" ]; then
 			if [ -n "$(kernel_image "$K" "$KVER")" ]; then break; fi
 			rm -rf "$K"; imgdeb=''
 		done <<<"$imglines"
-		[ -n "$imgdeb" ] || { echo "$PROG: cannot download an image package of $KVER $VER with boot/vmlinuz-$KVER" >&2; return 1; }
+		[ -n "$imgdeb" ] || { echo "$PROG: cannot download an image package of $KVER $VER holding the kernel" >&2; return 1; }
 		for l in "$modline" "$baseline"; do
 			[ -n "$l" ] || continue
 			deb=$(get_deb "$l") || return 1
@@ -442,7 +442,9 @@ if [ -n "$SUITE" ]; then
 			[ "$OUTDIR/modules-unbuilt" -nt "$src" ] || return 1
 		done
 	}
-	if ! unbuilt_fresh && ! mods_fresh; then
+	# Modules built before the release root filesystems (with this
+	# machine's gcc) have no .built-with: they are rebuilt.
+	if ! unbuilt_fresh && ! { mods_fresh && [ -f "$OUTDIR/modules/.built-with" ]; }; then
 		rm -f "$OUTDIR/modules-unbuilt"
 		rm -rf "$OUTDIR/modules"
 		log=$OUTDIR/modules-build.log
@@ -454,7 +456,8 @@ if [ -n "$SUITE" ]; then
 			STEP="building e2e/modules against $KDIR in $root"
 			if chroot_make "$root" -C "$MODSRC" KDIR="$KDIR" OUT="$OUTDIR/modules" >"$log" 2>&1; then
 				ok=1
-				awk -v a="$T1" -v b="$T2" -v c="$(date +%s.%N)" 'BEGIN { printf "root filesystem %.1fs, modules %.1fs\n", b - a, c - b }' >"$OUTDIR/modules/.timing"
+				awk -v a="$T1" -v b="$T2" -v c="$(date +%s.%N)" -v w="$SUITE's $(suite_cc)" \
+					'BEGIN { printf "%s; root filesystem %.1fs, modules %.1fs\n", w, b - a, c - b }' >"$OUTDIR/modules/.built-with"
 			else
 				why="the build in $root failed: $(grep -m1 -E 'error|not found' "$log" || tail -n1 "$log")"
 			fi
@@ -484,7 +487,7 @@ if [ -n "$SUITE" ]; then
 	else
 		mods=$(cd "$OUTDIR/modules" && ls -- *.ko | sed 's/\.ko$//' | tr '\n' ' ')
 		# Built in this run: how long the root filesystem and the build took.
-		[ "${ok:-0}" != 1 ] || mods+="($(cat "$OUTDIR/modules/.timing"))"
+		[ "${ok:-0}" != 1 ] || mods+="(built with $(cat "$OUTDIR/modules/.built-with"))"
 	fi
 	resolved=''
 	[ ! -f "$OUTDIR/RESOLVED" ] || resolved=" resolved: $(cat "$OUTDIR/RESOLVED")"
