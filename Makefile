@@ -6,6 +6,8 @@ GO       ?= go
 # fresh clone (CI) reuses them; each directory is keyed by its Debian suite
 # and holds its KVER.
 KT_CACHE ?= /var/cache/ktracer
+# setup.sh keeps each suite's build root filesystem (mmdebstrap) there too.
+export KT_CACHE
 VMDIR    ?= $(KT_CACHE)/vm-bookworm
 BIN      ?= build/ktracer
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -64,7 +66,9 @@ e2e-deps:
 test: unit fuzz-short deb-test k8s-test e2e
 
 # The kernel matrix alone (also part of e2e): Debian bullseye 5.10, bookworm
-# 6.1, trixie 6.12; writes build/matrix.md.
+# 6.1, trixie 6.12 and sid's newest (7.x, resolved each run, pinned fallback
+# in e2e/vm/pinned); trixie and sid also repeat the core suite against 6.1's
+# findings. Writes build/matrix.md.
 test-matrix: vm
 	cd e2e && $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestKernelMatrix . -vmdir $(VMDIR)
 

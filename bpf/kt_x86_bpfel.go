@@ -76,6 +76,7 @@ const (
 	KtEventTypeEVENT_PANIC             KtEventType = 12
 	KtEventTypeEVENT_CRASH_KEXEC       KtEventType = 13
 	KtEventTypeEVENT_EMERGENCY_RESTART KtEventType = 14
+	KtEventTypeEVENT_LOAD_FAILED       KtEventType = 15
 )
 
 type KtExecFaultEvent struct {
@@ -118,6 +119,42 @@ type KtInitcallStartVal struct {
 	_    structs.HostLayout
 	Ts   uint64
 	Func uint64
+}
+
+type KtLoadArgs struct {
+	_       structs.HostLayout
+	Resolve [2]uint64
+	Check   [3]uint64
+	Magic   [2]uint64
+}
+
+type KtLoadFact uint32
+
+const (
+	KtLoadFactLOAD_UNKNOWN_SYMBOL KtLoadFact = 1
+	KtLoadFactLOAD_SYMBOL_VERSION KtLoadFact = 2
+	KtLoadFactLOAD_MODULE_CRC     KtLoadFact = 4
+	KtLoadFactLOAD_SYMBOL_ERROR   KtLoadFact = 8
+	KtLoadFactLOAD_VERMAGIC       KtLoadFact = 16
+	KtLoadFactLOAD_SIGNATURE      KtLoadFact = 32
+	KtLoadFactLOAD_INIT_REACHED   KtLoadFact = 64
+	KtLoadFactLOAD_KERNEL_CRC     KtLoadFact = 128
+	KtLoadFactLOAD_CRC_SEARCHED   KtLoadFact = 256
+)
+
+type KtLoadFailedEvent struct {
+	_              structs.HostLayout
+	Hdr            KtEventHeader
+	Ret            int32
+	Facts          uint32
+	SymbolErr      int32
+	SigErr         int32
+	KernelCrc      uint32
+	ModuleCrc      uint32
+	Name           [56]int8
+	Symbol         [128]int8
+	Vermagic       [96]int8
+	KernelVermagic [96]int8
 }
 
 type KtMemRange struct {
@@ -229,56 +266,76 @@ type KtWarningEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	KtMapCounters                   = "counters"
-	KtMapEvents                     = "events"
-	KtMapInitcallStarts             = "initcall_starts"
-	KtMapLoading                    = "loading"
-	KtMapParams                     = "params"
-	KtMapScanBufs                   = "scan_bufs"
-	KtProgBadPageKprobe             = "bad_page_kprobe"
-	KtProgCrashKexecKprobe          = "crash_kexec_kprobe"
-	KtProgEmergencyRestartKprobe    = "emergency_restart_kprobe"
-	KtProgExecFaultOopsKprobe       = "exec_fault_oops_kprobe"
-	KtProgExecFaultRawTp            = "exec_fault_raw_tp"
-	KtProgInitcallFinishKretprobe   = "initcall_finish_kretprobe"
-	KtProgInitcallFinishRawTp       = "initcall_finish_raw_tp"
-	KtProgInitcallFinishRawTpNoscan = "initcall_finish_raw_tp_noscan"
-	KtProgInitcallStartKprobe       = "initcall_start_kprobe"
-	KtProgInitcallStartRawTp        = "initcall_start_raw_tp"
-	KtProgModuleDoneFexit           = "module_done_fexit"
-	KtProgModuleDoneKretprobe       = "module_done_kretprobe"
-	KtProgModuleFreeKprobe          = "module_free_kprobe"
-	KtProgModuleFreeRawTp           = "module_free_raw_tp"
-	KtProgModuleLoadKprobe          = "module_load_kprobe"
-	KtProgModuleLoadRawTp           = "module_load_raw_tp"
-	KtProgModuleLoadRawTpNoloop     = "module_load_raw_tp_noloop"
-	KtProgOopsFaultFentry           = "oops_fault_fentry"
-	KtProgOopsFaultKprobe           = "oops_fault_kprobe"
-	KtProgOopsGpFentry              = "oops_gp_fentry"
-	KtProgOopsGpKprobe              = "oops_gp_kprobe"
-	KtProgOopsTrapFentry            = "oops_trap_fentry"
-	KtProgOopsTrapKprobe            = "oops_trap_kprobe"
-	KtProgPanicKprobe               = "panic_kprobe"
-	KtProgWarningFentry             = "warning_fentry"
-	KtProgWarningKprobe             = "warning_kprobe"
-	KtVarUnusedAddrParam            = "unused_addr_param"
-	KtVarUnusedBadPageEvent         = "unused_bad_page_event"
-	KtVarUnusedCounter              = "unused_counter"
-	KtVarUnusedCrashEvent           = "unused_crash_event"
-	KtVarUnusedEventHeader          = "unused_event_header"
-	KtVarUnusedEventType            = "unused_event_type"
-	KtVarUnusedExecFaultEvent       = "unused_exec_fault_event"
-	KtVarUnusedHookMethod           = "unused_hook_method"
-	KtVarUnusedInitPointerEvent     = "unused_init_pointer_event"
-	KtVarUnusedInitcallEvent        = "unused_initcall_event"
-	KtVarUnusedModuleDoneEvent      = "unused_module_done_event"
-	KtVarUnusedModuleFreeEvent      = "unused_module_free_event"
-	KtVarUnusedModuleLoadEvent      = "unused_module_load_event"
-	KtVarUnusedModuleSymbolEvent    = "unused_module_symbol_event"
-	KtVarUnusedOopsEvent            = "unused_oops_event"
-	KtVarUnusedOopsKind             = "unused_oops_kind"
-	KtVarUnusedPanicEvent           = "unused_panic_event"
-	KtVarUnusedWarningEvent         = "unused_warning_event"
+	KtMapCounters                        = "counters"
+	KtMapEvents                          = "events"
+	KtMapInitcallStarts                  = "initcall_starts"
+	KtMapLoadArgs                        = "load_args"
+	KtMapLoadStates                      = "load_states"
+	KtMapLoadZero                        = "load_zero"
+	KtMapLoading                         = "loading"
+	KtMapParams                          = "params"
+	KtMapScanBufs                        = "scan_bufs"
+	KtProgBadPageKprobe                  = "bad_page_kprobe"
+	KtProgCrashKexecKprobe               = "crash_kexec_kprobe"
+	KtProgEmergencyRestartKprobe         = "emergency_restart_kprobe"
+	KtProgExecFaultOopsKprobe            = "exec_fault_oops_kprobe"
+	KtProgExecFaultRawTp                 = "exec_fault_raw_tp"
+	KtProgInitcallFinishKretprobe        = "initcall_finish_kretprobe"
+	KtProgInitcallFinishRawTp            = "initcall_finish_raw_tp"
+	KtProgInitcallFinishRawTpNoscan      = "initcall_finish_raw_tp_noscan"
+	KtProgInitcallStartKprobe            = "initcall_start_kprobe"
+	KtProgInitcallStartRawTp             = "initcall_start_raw_tp"
+	KtProgLoadCheckVersionEntry          = "load_check_version_entry"
+	KtProgLoadCheckVersionFexit          = "load_check_version_fexit"
+	KtProgLoadCheckVersionFexitNocrc     = "load_check_version_fexit_nocrc"
+	KtProgLoadCheckVersionKretprobe      = "load_check_version_kretprobe"
+	KtProgLoadCheckVersionKretprobeNocrc = "load_check_version_kretprobe_nocrc"
+	KtProgLoadModuleFexit                = "load_module_fexit"
+	KtProgLoadModuleKretprobe            = "load_module_kretprobe"
+	KtProgLoadResolveSymbolEntry         = "load_resolve_symbol_entry"
+	KtProgLoadResolveSymbolFexit         = "load_resolve_symbol_fexit"
+	KtProgLoadResolveSymbolKretprobe     = "load_resolve_symbol_kretprobe"
+	KtProgLoadSameMagicEntry             = "load_same_magic_entry"
+	KtProgLoadSameMagicFexit             = "load_same_magic_fexit"
+	KtProgLoadSameMagicKretprobe         = "load_same_magic_kretprobe"
+	KtProgLoadVerifySigFexit             = "load_verify_sig_fexit"
+	KtProgLoadVerifySigKretprobe         = "load_verify_sig_kretprobe"
+	KtProgModuleDoneFexit                = "module_done_fexit"
+	KtProgModuleDoneKretprobe            = "module_done_kretprobe"
+	KtProgModuleFreeKprobe               = "module_free_kprobe"
+	KtProgModuleFreeRawTp                = "module_free_raw_tp"
+	KtProgModuleLoadKprobe               = "module_load_kprobe"
+	KtProgModuleLoadRawTp                = "module_load_raw_tp"
+	KtProgModuleLoadRawTpNoloop          = "module_load_raw_tp_noloop"
+	KtProgOopsFaultFentry                = "oops_fault_fentry"
+	KtProgOopsFaultKprobe                = "oops_fault_kprobe"
+	KtProgOopsGpFentry                   = "oops_gp_fentry"
+	KtProgOopsGpKprobe                   = "oops_gp_kprobe"
+	KtProgOopsTrapFentry                 = "oops_trap_fentry"
+	KtProgOopsTrapKprobe                 = "oops_trap_kprobe"
+	KtProgPanicKprobe                    = "panic_kprobe"
+	KtProgWarningFentry                  = "warning_fentry"
+	KtProgWarningKprobe                  = "warning_kprobe"
+	KtVarUnusedAddrParam                 = "unused_addr_param"
+	KtVarUnusedBadPageEvent              = "unused_bad_page_event"
+	KtVarUnusedCounter                   = "unused_counter"
+	KtVarUnusedCrashEvent                = "unused_crash_event"
+	KtVarUnusedEventHeader               = "unused_event_header"
+	KtVarUnusedEventType                 = "unused_event_type"
+	KtVarUnusedExecFaultEvent            = "unused_exec_fault_event"
+	KtVarUnusedHookMethod                = "unused_hook_method"
+	KtVarUnusedInitPointerEvent          = "unused_init_pointer_event"
+	KtVarUnusedInitcallEvent             = "unused_initcall_event"
+	KtVarUnusedLoadFact                  = "unused_load_fact"
+	KtVarUnusedLoadFailedEvent           = "unused_load_failed_event"
+	KtVarUnusedModuleDoneEvent           = "unused_module_done_event"
+	KtVarUnusedModuleFreeEvent           = "unused_module_free_event"
+	KtVarUnusedModuleLoadEvent           = "unused_module_load_event"
+	KtVarUnusedModuleSymbolEvent         = "unused_module_symbol_event"
+	KtVarUnusedOopsEvent                 = "unused_oops_event"
+	KtVarUnusedOopsKind                  = "unused_oops_kind"
+	KtVarUnusedPanicEvent                = "unused_panic_event"
+	KtVarUnusedWarningEvent              = "unused_warning_event"
 )
 
 // LoadKt returns the embedded CollectionSpec for Kt.
@@ -323,32 +380,47 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
-	BadPageKprobe             *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
-	CrashKexecKprobe          *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
-	EmergencyRestartKprobe    *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
-	ExecFaultOopsKprobe       *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
-	ExecFaultRawTp            *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
-	InitcallFinishKretprobe   *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
-	InitcallFinishRawTp       *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
-	InitcallFinishRawTpNoscan *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp_noscan"`
-	InitcallStartKprobe       *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
-	InitcallStartRawTp        *ebpf.ProgramSpec `ebpf:"initcall_start_raw_tp"`
-	ModuleDoneFexit           *ebpf.ProgramSpec `ebpf:"module_done_fexit"`
-	ModuleDoneKretprobe       *ebpf.ProgramSpec `ebpf:"module_done_kretprobe"`
-	ModuleFreeKprobe          *ebpf.ProgramSpec `ebpf:"module_free_kprobe"`
-	ModuleFreeRawTp           *ebpf.ProgramSpec `ebpf:"module_free_raw_tp"`
-	ModuleLoadKprobe          *ebpf.ProgramSpec `ebpf:"module_load_kprobe"`
-	ModuleLoadRawTp           *ebpf.ProgramSpec `ebpf:"module_load_raw_tp"`
-	ModuleLoadRawTpNoloop     *ebpf.ProgramSpec `ebpf:"module_load_raw_tp_noloop"`
-	OopsFaultFentry           *ebpf.ProgramSpec `ebpf:"oops_fault_fentry"`
-	OopsFaultKprobe           *ebpf.ProgramSpec `ebpf:"oops_fault_kprobe"`
-	OopsGpFentry              *ebpf.ProgramSpec `ebpf:"oops_gp_fentry"`
-	OopsGpKprobe              *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
-	OopsTrapFentry            *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
-	OopsTrapKprobe            *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
-	PanicKprobe               *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
-	WarningFentry             *ebpf.ProgramSpec `ebpf:"warning_fentry"`
-	WarningKprobe             *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
+	BadPageKprobe                  *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe               *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe         *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
+	ExecFaultOopsKprobe            *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
+	ExecFaultRawTp                 *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
+	InitcallFinishKretprobe        *ebpf.ProgramSpec `ebpf:"initcall_finish_kretprobe"`
+	InitcallFinishRawTp            *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp"`
+	InitcallFinishRawTpNoscan      *ebpf.ProgramSpec `ebpf:"initcall_finish_raw_tp_noscan"`
+	InitcallStartKprobe            *ebpf.ProgramSpec `ebpf:"initcall_start_kprobe"`
+	InitcallStartRawTp             *ebpf.ProgramSpec `ebpf:"initcall_start_raw_tp"`
+	LoadCheckVersionEntry          *ebpf.ProgramSpec `ebpf:"load_check_version_entry"`
+	LoadCheckVersionFexit          *ebpf.ProgramSpec `ebpf:"load_check_version_fexit"`
+	LoadCheckVersionFexitNocrc     *ebpf.ProgramSpec `ebpf:"load_check_version_fexit_nocrc"`
+	LoadCheckVersionKretprobe      *ebpf.ProgramSpec `ebpf:"load_check_version_kretprobe"`
+	LoadCheckVersionKretprobeNocrc *ebpf.ProgramSpec `ebpf:"load_check_version_kretprobe_nocrc"`
+	LoadModuleFexit                *ebpf.ProgramSpec `ebpf:"load_module_fexit"`
+	LoadModuleKretprobe            *ebpf.ProgramSpec `ebpf:"load_module_kretprobe"`
+	LoadResolveSymbolEntry         *ebpf.ProgramSpec `ebpf:"load_resolve_symbol_entry"`
+	LoadResolveSymbolFexit         *ebpf.ProgramSpec `ebpf:"load_resolve_symbol_fexit"`
+	LoadResolveSymbolKretprobe     *ebpf.ProgramSpec `ebpf:"load_resolve_symbol_kretprobe"`
+	LoadSameMagicEntry             *ebpf.ProgramSpec `ebpf:"load_same_magic_entry"`
+	LoadSameMagicFexit             *ebpf.ProgramSpec `ebpf:"load_same_magic_fexit"`
+	LoadSameMagicKretprobe         *ebpf.ProgramSpec `ebpf:"load_same_magic_kretprobe"`
+	LoadVerifySigFexit             *ebpf.ProgramSpec `ebpf:"load_verify_sig_fexit"`
+	LoadVerifySigKretprobe         *ebpf.ProgramSpec `ebpf:"load_verify_sig_kretprobe"`
+	ModuleDoneFexit                *ebpf.ProgramSpec `ebpf:"module_done_fexit"`
+	ModuleDoneKretprobe            *ebpf.ProgramSpec `ebpf:"module_done_kretprobe"`
+	ModuleFreeKprobe               *ebpf.ProgramSpec `ebpf:"module_free_kprobe"`
+	ModuleFreeRawTp                *ebpf.ProgramSpec `ebpf:"module_free_raw_tp"`
+	ModuleLoadKprobe               *ebpf.ProgramSpec `ebpf:"module_load_kprobe"`
+	ModuleLoadRawTp                *ebpf.ProgramSpec `ebpf:"module_load_raw_tp"`
+	ModuleLoadRawTpNoloop          *ebpf.ProgramSpec `ebpf:"module_load_raw_tp_noloop"`
+	OopsFaultFentry                *ebpf.ProgramSpec `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe                *ebpf.ProgramSpec `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry                   *ebpf.ProgramSpec `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe                   *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry                 *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe                 *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
+	PanicKprobe                    *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
+	WarningFentry                  *ebpf.ProgramSpec `ebpf:"warning_fentry"`
+	WarningKprobe                  *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
 }
 
 // KtMapSpecs contains maps before they are loaded into the kernel.
@@ -358,6 +430,9 @@ type KtMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	InitcallStarts *ebpf.MapSpec `ebpf:"initcall_starts"`
+	LoadArgs       *ebpf.MapSpec `ebpf:"load_args"`
+	LoadStates     *ebpf.MapSpec `ebpf:"load_states"`
+	LoadZero       *ebpf.MapSpec `ebpf:"load_zero"`
 	Loading        *ebpf.MapSpec `ebpf:"loading"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
@@ -377,6 +452,8 @@ type KtVariableSpecs struct {
 	UnusedHookMethod        *ebpf.VariableSpec `ebpf:"unused_hook_method"`
 	UnusedInitPointerEvent  *ebpf.VariableSpec `ebpf:"unused_init_pointer_event"`
 	UnusedInitcallEvent     *ebpf.VariableSpec `ebpf:"unused_initcall_event"`
+	UnusedLoadFact          *ebpf.VariableSpec `ebpf:"unused_load_fact"`
+	UnusedLoadFailedEvent   *ebpf.VariableSpec `ebpf:"unused_load_failed_event"`
 	UnusedModuleDoneEvent   *ebpf.VariableSpec `ebpf:"unused_module_done_event"`
 	UnusedModuleFreeEvent   *ebpf.VariableSpec `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.VariableSpec `ebpf:"unused_module_load_event"`
@@ -410,6 +487,9 @@ type KtMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	InitcallStarts *ebpf.Map `ebpf:"initcall_starts"`
+	LoadArgs       *ebpf.Map `ebpf:"load_args"`
+	LoadStates     *ebpf.Map `ebpf:"load_states"`
+	LoadZero       *ebpf.Map `ebpf:"load_zero"`
 	Loading        *ebpf.Map `ebpf:"loading"`
 	Params         *ebpf.Map `ebpf:"params"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
@@ -420,6 +500,9 @@ func (m *KtMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.InitcallStarts,
+		m.LoadArgs,
+		m.LoadStates,
+		m.LoadZero,
 		m.Loading,
 		m.Params,
 		m.ScanBufs,
@@ -440,6 +523,8 @@ type KtVariables struct {
 	UnusedHookMethod        *ebpf.Variable `ebpf:"unused_hook_method"`
 	UnusedInitPointerEvent  *ebpf.Variable `ebpf:"unused_init_pointer_event"`
 	UnusedInitcallEvent     *ebpf.Variable `ebpf:"unused_initcall_event"`
+	UnusedLoadFact          *ebpf.Variable `ebpf:"unused_load_fact"`
+	UnusedLoadFailedEvent   *ebpf.Variable `ebpf:"unused_load_failed_event"`
 	UnusedModuleDoneEvent   *ebpf.Variable `ebpf:"unused_module_done_event"`
 	UnusedModuleFreeEvent   *ebpf.Variable `ebpf:"unused_module_free_event"`
 	UnusedModuleLoadEvent   *ebpf.Variable `ebpf:"unused_module_load_event"`
@@ -454,32 +539,47 @@ type KtVariables struct {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
-	BadPageKprobe             *ebpf.Program `ebpf:"bad_page_kprobe"`
-	CrashKexecKprobe          *ebpf.Program `ebpf:"crash_kexec_kprobe"`
-	EmergencyRestartKprobe    *ebpf.Program `ebpf:"emergency_restart_kprobe"`
-	ExecFaultOopsKprobe       *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
-	ExecFaultRawTp            *ebpf.Program `ebpf:"exec_fault_raw_tp"`
-	InitcallFinishKretprobe   *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
-	InitcallFinishRawTp       *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
-	InitcallFinishRawTpNoscan *ebpf.Program `ebpf:"initcall_finish_raw_tp_noscan"`
-	InitcallStartKprobe       *ebpf.Program `ebpf:"initcall_start_kprobe"`
-	InitcallStartRawTp        *ebpf.Program `ebpf:"initcall_start_raw_tp"`
-	ModuleDoneFexit           *ebpf.Program `ebpf:"module_done_fexit"`
-	ModuleDoneKretprobe       *ebpf.Program `ebpf:"module_done_kretprobe"`
-	ModuleFreeKprobe          *ebpf.Program `ebpf:"module_free_kprobe"`
-	ModuleFreeRawTp           *ebpf.Program `ebpf:"module_free_raw_tp"`
-	ModuleLoadKprobe          *ebpf.Program `ebpf:"module_load_kprobe"`
-	ModuleLoadRawTp           *ebpf.Program `ebpf:"module_load_raw_tp"`
-	ModuleLoadRawTpNoloop     *ebpf.Program `ebpf:"module_load_raw_tp_noloop"`
-	OopsFaultFentry           *ebpf.Program `ebpf:"oops_fault_fentry"`
-	OopsFaultKprobe           *ebpf.Program `ebpf:"oops_fault_kprobe"`
-	OopsGpFentry              *ebpf.Program `ebpf:"oops_gp_fentry"`
-	OopsGpKprobe              *ebpf.Program `ebpf:"oops_gp_kprobe"`
-	OopsTrapFentry            *ebpf.Program `ebpf:"oops_trap_fentry"`
-	OopsTrapKprobe            *ebpf.Program `ebpf:"oops_trap_kprobe"`
-	PanicKprobe               *ebpf.Program `ebpf:"panic_kprobe"`
-	WarningFentry             *ebpf.Program `ebpf:"warning_fentry"`
-	WarningKprobe             *ebpf.Program `ebpf:"warning_kprobe"`
+	BadPageKprobe                  *ebpf.Program `ebpf:"bad_page_kprobe"`
+	CrashKexecKprobe               *ebpf.Program `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartKprobe         *ebpf.Program `ebpf:"emergency_restart_kprobe"`
+	ExecFaultOopsKprobe            *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
+	ExecFaultRawTp                 *ebpf.Program `ebpf:"exec_fault_raw_tp"`
+	InitcallFinishKretprobe        *ebpf.Program `ebpf:"initcall_finish_kretprobe"`
+	InitcallFinishRawTp            *ebpf.Program `ebpf:"initcall_finish_raw_tp"`
+	InitcallFinishRawTpNoscan      *ebpf.Program `ebpf:"initcall_finish_raw_tp_noscan"`
+	InitcallStartKprobe            *ebpf.Program `ebpf:"initcall_start_kprobe"`
+	InitcallStartRawTp             *ebpf.Program `ebpf:"initcall_start_raw_tp"`
+	LoadCheckVersionEntry          *ebpf.Program `ebpf:"load_check_version_entry"`
+	LoadCheckVersionFexit          *ebpf.Program `ebpf:"load_check_version_fexit"`
+	LoadCheckVersionFexitNocrc     *ebpf.Program `ebpf:"load_check_version_fexit_nocrc"`
+	LoadCheckVersionKretprobe      *ebpf.Program `ebpf:"load_check_version_kretprobe"`
+	LoadCheckVersionKretprobeNocrc *ebpf.Program `ebpf:"load_check_version_kretprobe_nocrc"`
+	LoadModuleFexit                *ebpf.Program `ebpf:"load_module_fexit"`
+	LoadModuleKretprobe            *ebpf.Program `ebpf:"load_module_kretprobe"`
+	LoadResolveSymbolEntry         *ebpf.Program `ebpf:"load_resolve_symbol_entry"`
+	LoadResolveSymbolFexit         *ebpf.Program `ebpf:"load_resolve_symbol_fexit"`
+	LoadResolveSymbolKretprobe     *ebpf.Program `ebpf:"load_resolve_symbol_kretprobe"`
+	LoadSameMagicEntry             *ebpf.Program `ebpf:"load_same_magic_entry"`
+	LoadSameMagicFexit             *ebpf.Program `ebpf:"load_same_magic_fexit"`
+	LoadSameMagicKretprobe         *ebpf.Program `ebpf:"load_same_magic_kretprobe"`
+	LoadVerifySigFexit             *ebpf.Program `ebpf:"load_verify_sig_fexit"`
+	LoadVerifySigKretprobe         *ebpf.Program `ebpf:"load_verify_sig_kretprobe"`
+	ModuleDoneFexit                *ebpf.Program `ebpf:"module_done_fexit"`
+	ModuleDoneKretprobe            *ebpf.Program `ebpf:"module_done_kretprobe"`
+	ModuleFreeKprobe               *ebpf.Program `ebpf:"module_free_kprobe"`
+	ModuleFreeRawTp                *ebpf.Program `ebpf:"module_free_raw_tp"`
+	ModuleLoadKprobe               *ebpf.Program `ebpf:"module_load_kprobe"`
+	ModuleLoadRawTp                *ebpf.Program `ebpf:"module_load_raw_tp"`
+	ModuleLoadRawTpNoloop          *ebpf.Program `ebpf:"module_load_raw_tp_noloop"`
+	OopsFaultFentry                *ebpf.Program `ebpf:"oops_fault_fentry"`
+	OopsFaultKprobe                *ebpf.Program `ebpf:"oops_fault_kprobe"`
+	OopsGpFentry                   *ebpf.Program `ebpf:"oops_gp_fentry"`
+	OopsGpKprobe                   *ebpf.Program `ebpf:"oops_gp_kprobe"`
+	OopsTrapFentry                 *ebpf.Program `ebpf:"oops_trap_fentry"`
+	OopsTrapKprobe                 *ebpf.Program `ebpf:"oops_trap_kprobe"`
+	PanicKprobe                    *ebpf.Program `ebpf:"panic_kprobe"`
+	WarningFentry                  *ebpf.Program `ebpf:"warning_fentry"`
+	WarningKprobe                  *ebpf.Program `ebpf:"warning_kprobe"`
 }
 
 func (p *KtPrograms) Close() error {
@@ -494,6 +594,21 @@ func (p *KtPrograms) Close() error {
 		p.InitcallFinishRawTpNoscan,
 		p.InitcallStartKprobe,
 		p.InitcallStartRawTp,
+		p.LoadCheckVersionEntry,
+		p.LoadCheckVersionFexit,
+		p.LoadCheckVersionFexitNocrc,
+		p.LoadCheckVersionKretprobe,
+		p.LoadCheckVersionKretprobeNocrc,
+		p.LoadModuleFexit,
+		p.LoadModuleKretprobe,
+		p.LoadResolveSymbolEntry,
+		p.LoadResolveSymbolFexit,
+		p.LoadResolveSymbolKretprobe,
+		p.LoadSameMagicEntry,
+		p.LoadSameMagicFexit,
+		p.LoadSameMagicKretprobe,
+		p.LoadVerifySigFexit,
+		p.LoadVerifySigKretprobe,
 		p.ModuleDoneFexit,
 		p.ModuleDoneKretprobe,
 		p.ModuleFreeKprobe,

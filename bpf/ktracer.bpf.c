@@ -79,6 +79,8 @@ const struct panic_event *unused_panic_event __attribute__((unused));
 const struct crash_event *unused_crash_event __attribute__((unused));
 const enum oops_kind *unused_oops_kind __attribute__((unused));
 const enum addr_param *unused_addr_param __attribute__((unused));
+const struct load_failed_event *unused_load_failed_event __attribute__((unused));
+const enum load_fact *unused_load_fact __attribute__((unused));
 
 /* struct module before 6.4 kept init and core memory in two layouts. */
 struct module_layout___pre64 {
@@ -128,6 +130,52 @@ static __always_inline void fill_header(struct event_header *h, __u16 type, __u1
 static __always_inline __u32 current_tid(void)
 {
 	return (__u32)bpf_get_current_pid_tgid();
+}
+
+/* ---- load-failed: per-task state (the hooks are at the end) --------------- */
+
+/* tid -> what the reason hooks saw during this task's load_module. Created
+ * by the first hook that fires, sent and deleted at load_module's return.
+ * The hooks copy names and strings as they fire: by that return the
+ * module's ELF copy, which load_info points into, is freed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct load_failed_event);
+} load_states SEC(".maps");
+
+/* One zeroed value to create load_states entries from: too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct load_failed_event);
+} load_zero SEC(".maps");
+
+static __always_inline struct load_failed_event *load_state(void)
+{
+	struct load_failed_event *s, *zero;
+	__u32 tid = current_tid(), k = 0;
+
+	s = bpf_map_lookup_elem(&load_states, &tid);
+	if (s)
+		return s;
+	zero = bpf_map_lookup_elem(&load_zero, &k);
+	if (!zero)
+		return NULL;
+	bpf_map_update_elem(&load_states, &tid, zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&load_states, &tid);
+}
+
+/* The module reached its init: whatever load_module returns now is init's
+ * business (init-failed), not a load failure. */
+static __always_inline void load_mark_init(void)
+{
+	struct load_failed_event *s = load_state();
+
+	if (s)
+		s->facts |= LOAD_INIT_REACHED;
 }
 
 /* ---- module load: layout, symbols --------------------------------------- */
@@ -226,6 +274,7 @@ static __always_inline int on_module_load(struct module *mod, bool use_bpf_loop)
 	__u32 n = 0;
 
 	bpf_map_update_elem(&loading, &tid, &m, BPF_ANY);
+	load_mark_init();
 
 	ks = BPF_CORE_READ(mod, kallsyms);
 	if (ks) {
@@ -787,4 +836,369 @@ SEC("kprobe/emergency_restart")
 int BPF_KPROBE(emergency_restart_kprobe)
 {
 	return on_crash(EVENT_EMERGENCY_RESTART);
+}
+
+/* ---- load-failed: why load_module refused a module ------------------------ */
+
+/*
+ * A load that fails before init (unknown symbol, symbol version mismatch,
+ * bad vermagic, missing signature, already loaded, bad ELF) leaves nothing
+ * but modprobe's errno. The hooks below record what the kernel's own checks
+ * saw, per task, while load_module runs; its return sends the record. Which
+ * reason applies is decided in user space from these facts and the errno.
+ * The functions that reject (simplify_symbols, check_modinfo and, before
+ * 6.1, module_sig_check) are inlined, so the hooks are on what they call:
+ * fexit, or a kretprobe paired with a kprobe that keeps the arguments.
+ */
+
+#define KT_EBUSY 16
+#define KT_MAX_ERRNO 4095
+#define KT_MODVERSION_NAME_LEN 56 /* struct modversion_info: crc, name[56] */
+#define KT_MAX_VERSIONS 1024      /* __versions entries searched for a CRC */
+
+/* The fields of struct load_info used here; it has always had them. */
+struct load_info___kt {
+	const char *name;
+	struct elf64_shdr *sechdrs;
+	struct {
+		unsigned int vers;
+	} index;
+} __attribute__((preserve_access_index));
+
+/* The module's name, once its ELF has been parsed (info->name is set). */
+static __always_inline void load_name(struct load_failed_event *s, struct load_info___kt *info)
+{
+	const char *name;
+
+	if (s->name[0] || !info)
+		return;
+	name = BPF_CORE_READ(info, name);
+	if (!name || bpf_probe_read_kernel_str(s->name, sizeof(s->name), name) < 0)
+		s->name[0] = 0;
+}
+
+/* Only the first symbol problem is kept: the kernel reports every one, and
+ * the first is the one to fix first. */
+#define LOAD_SYMBOL_FACTS (LOAD_UNKNOWN_SYMBOL | LOAD_SYMBOL_VERSION | LOAD_SYMBOL_ERROR)
+
+/* The CRC the module was built against: its __versions entry for symbol.
+ * Entries are {unsigned long crc; char name[56]}, names NUL-padded, and
+ * s->symbol is zero beyond its NUL, so whole words compare. One entry per
+ * bpf_loop iteration: 6.1's verifier fails (EFAULT) on the bounded loop. */
+struct crc_search {
+	__u64 want[KT_MODVERSION_NAME_LEN / 8];
+	__u64 base;  /* __versions' address */
+	__u64 n;     /* its entries */
+	__u64 crc;
+	__u64 found;
+};
+
+static long crc_entry(__u32 i, void *data)
+{
+	struct crc_search *c = data;
+	__u64 e[1 + KT_MODVERSION_NAME_LEN / 8];
+	int w;
+
+	if (i >= c->n || bpf_probe_read_kernel(e, sizeof(e), (void *)(c->base + (__u64)i * sizeof(e))))
+		return 1;
+	for (w = 0; w < KT_MODVERSION_NAME_LEN / 8; w++)
+		if (e[1 + w] != c->want[w])
+			return 0;
+	c->crc = e[0];
+	c->found = 1;
+	return 1;
+}
+
+static __always_inline void load_module_crc(struct load_failed_event *s, struct load_info___kt *info)
+{
+	struct elf64_shdr *sechdrs = BPF_CORE_READ(info, sechdrs);
+	__u32 vers = BPF_CORE_READ(info, index.vers);
+	struct crc_search c = {};
+	struct elf64_shdr sh;
+
+	if (!sechdrs || !vers || bpf_probe_read_kernel(&sh, sizeof(sh), sechdrs + vers))
+		return;
+	c.base = sh.sh_addr;
+	c.n = sh.sh_size / (8 + KT_MODVERSION_NAME_LEN);
+	__builtin_memcpy(c.want, s->symbol, sizeof(c.want));
+	s->facts |= LOAD_CRC_SEARCHED;
+	bpf_loop(c.n < KT_MAX_VERSIONS ? c.n : KT_MAX_VERSIONS, crc_entry, &c, 0);
+	if (c.found) {
+		s->module_crc = (__u32)c.crc;
+		s->facts |= LOAD_MODULE_CRC;
+	}
+}
+
+/* check_version returns 0 when the module's CRC for symname differs from
+ * the kernel's (*crc): "disagrees about version of symbol". The kernel's
+ * CRC is read when kernel_crc (not by fexit on 5.10, whose verifier refuses
+ * an int pointer argument), the module's when module_crc (bpf_loop). */
+static __always_inline int on_check_version(struct load_info___kt *info, const char *symname, const __u32 *crc,
+					    int ret, bool kernel_crc, bool module_crc)
+{
+	struct load_failed_event *s = load_state();
+
+	if (!s)
+		return 0;
+	load_name(s, info);
+	if (ret || (s->facts & LOAD_SYMBOL_FACTS))
+		return 0;
+	s->facts |= LOAD_SYMBOL_VERSION;
+	if (bpf_probe_read_kernel_str(s->symbol, sizeof(s->symbol), symname) < 0)
+		s->symbol[0] = 0;
+	if (kernel_crc && crc && !bpf_probe_read_kernel(&s->kernel_crc, sizeof(s->kernel_crc), crc))
+		s->facts |= LOAD_KERNEL_CRC;
+	if (module_crc)
+		load_module_crc(s, info);
+	return 0;
+}
+
+/* resolve_symbol returns NULL for a symbol nobody exports, an ERR_PTR for
+ * a symbol it may not use (version: see check_version; namespace; -EBUSY
+ * while the owner is still loading, which is retried). */
+static __always_inline int on_resolve_symbol(struct load_info___kt *info, const char *name, const void *ret)
+{
+	struct load_failed_event *s;
+	long err = (long)ret;
+
+	if (ret && !(err < 0 && err >= -KT_MAX_ERRNO))
+		return 0;
+	if (err == -KT_EBUSY)
+		return 0;
+	s = load_state();
+	if (!s)
+		return 0;
+	load_name(s, info);
+	if (s->facts & LOAD_SYMBOL_FACTS)
+		return 0;
+	if (ret) {
+		s->facts |= LOAD_SYMBOL_ERROR;
+		s->symbol_err = (__s32)err;
+	} else {
+		s->facts |= LOAD_UNKNOWN_SYMBOL;
+	}
+	if (bpf_probe_read_kernel_str(s->symbol, sizeof(s->symbol), name) < 0)
+		s->symbol[0] = 0;
+	return 0;
+}
+
+/* same_magic (6.1+; inlined in 5.10) compares the module's vermagic with
+ * the kernel's; with modversions only the part after the release. */
+static __always_inline int on_same_magic(const char *amagic, const char *bmagic, bool ret)
+{
+	struct load_failed_event *s;
+
+	if (ret)
+		return 0;
+	s = load_state();
+	if (!s || (s->facts & LOAD_VERMAGIC))
+		return 0;
+	s->facts |= LOAD_VERMAGIC;
+	if (bpf_probe_read_kernel_str(s->vermagic, sizeof(s->vermagic), amagic) < 0)
+		s->vermagic[0] = 0;
+	if (bpf_probe_read_kernel_str(s->kernel_vermagic, sizeof(s->kernel_vermagic), bmagic) < 0)
+		s->kernel_vermagic[0] = 0;
+	return 0;
+}
+
+/* mod_verify_sig runs only for a module that carries a signature; an
+ * unsigned module under module.sig_enforce=1 fails without it (EKEYREJECTED). */
+static __always_inline int on_verify_sig(int ret)
+{
+	struct load_failed_event *s;
+
+	if (!ret)
+		return 0;
+	s = load_state();
+	if (!s)
+		return 0;
+	s->facts |= LOAD_SIGNATURE;
+	s->sig_err = ret;
+	return 0;
+}
+
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, crc, ret, true, true);
+}
+
+/* 5.10: no bpf_loop for the module's CRC, and its verifier refuses to read
+ * an int pointer argument (crc): the symbol is named, not its CRCs. */
+SEC("fexit/check_version")
+int BPF_PROG(load_check_version_fexit_nocrc, struct load_info___kt *info, const char *symname, struct module *mod,
+	     const __u32 *crc, int ret)
+{
+	return on_check_version(info, symname, NULL, ret, false, false);
+}
+
+SEC("fexit/resolve_symbol")
+int BPF_PROG(load_resolve_symbol_fexit, struct module *mod, struct load_info___kt *info, const char *name,
+	     char *ownername, const void *ret)
+{
+	return on_resolve_symbol(info, name, ret);
+}
+
+SEC("fexit/same_magic")
+int BPF_PROG(load_same_magic_fexit, const char *amagic, const char *bmagic, bool has_crcs, bool ret)
+{
+	return on_same_magic(amagic, bmagic, ret);
+}
+
+SEC("fexit/mod_verify_sig")
+int BPF_PROG(load_verify_sig_fexit, const void *mod, struct load_info___kt *info, int ret)
+{
+	return on_verify_sig(ret);
+}
+
+/* The kprobe fallbacks: a kretprobe sees only the return, so a kprobe on
+ * the same function keeps its arguments, per task. check_version runs
+ * inside resolve_symbol, hence a slot per function. */
+struct load_args {
+	__u64 resolve[2]; /* info, name */
+	__u64 check[3];   /* info, symname, crc */
+	__u64 magic[2];   /* amagic, bmagic */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct load_args);
+} load_args SEC(".maps");
+
+static __always_inline struct load_args *load_args_of_task(bool create)
+{
+	struct load_args zero = {}, *a;
+	__u32 tid = current_tid();
+
+	a = bpf_map_lookup_elem(&load_args, &tid);
+	if (a || !create)
+		return a;
+	bpf_map_update_elem(&load_args, &tid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&load_args, &tid);
+}
+
+SEC("kprobe/resolve_symbol")
+int BPF_KPROBE(load_resolve_symbol_entry, struct module *mod, void *info, const char *name)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->resolve[0] = (__u64)info;
+		a->resolve[1] = (__u64)name;
+	}
+	return 0;
+}
+
+SEC("kretprobe/resolve_symbol")
+int BPF_KRETPROBE(load_resolve_symbol_kretprobe, const void *ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_resolve_symbol((void *)a->resolve[0], (const char *)a->resolve[1], ret);
+}
+
+SEC("kprobe/check_version")
+int BPF_KPROBE(load_check_version_entry, void *info, const char *symname, struct module *mod, const __u32 *crc)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->check[0] = (__u64)info;
+		a->check[1] = (__u64)symname;
+		a->check[2] = (__u64)crc;
+	}
+	return 0;
+}
+
+SEC("kretprobe/check_version")
+int BPF_KRETPROBE(load_check_version_kretprobe, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_check_version((void *)a->check[0], (const char *)a->check[1], (const __u32 *)a->check[2], ret,
+				true, true);
+}
+
+/* Before 5.17: no bpf_loop, so the module's CRC is not looked up. */
+SEC("kretprobe/check_version")
+int BPF_KRETPROBE(load_check_version_kretprobe_nocrc, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	return on_check_version((void *)a->check[0], (const char *)a->check[1], (const __u32 *)a->check[2], ret,
+				true, false);
+}
+
+SEC("kprobe/same_magic")
+int BPF_KPROBE(load_same_magic_entry, const char *amagic, const char *bmagic)
+{
+	struct load_args *a = load_args_of_task(true);
+
+	if (a) {
+		a->magic[0] = (__u64)amagic;
+		a->magic[1] = (__u64)bmagic;
+	}
+	return 0;
+}
+
+SEC("kretprobe/same_magic")
+int BPF_KRETPROBE(load_same_magic_kretprobe, int ret)
+{
+	struct load_args *a = load_args_of_task(false);
+
+	if (!a)
+		return 0;
+	/* bool in the low byte of rax */
+	return on_same_magic((const char *)a->magic[0], (const char *)a->magic[1], (__u8)ret);
+}
+
+SEC("kretprobe/mod_verify_sig")
+int BPF_KRETPROBE(load_verify_sig_kretprobe, int ret)
+{
+	return on_verify_sig(ret);
+}
+
+static __always_inline int on_load_done(int ret)
+{
+	struct load_failed_event *s;
+	__u32 tid = current_tid();
+
+	bpf_map_delete_elem(&load_args, &tid);
+	s = bpf_map_lookup_elem(&load_states, &tid);
+	if (ret >= 0 || (s && (s->facts & LOAD_INIT_REACHED))) {
+		if (s)
+			bpf_map_delete_elem(&load_states, &tid);
+		return 0;
+	}
+	if (!s)
+		s = load_state(); /* no reason hook fired: the errno alone */
+	if (!s)
+		return 0;
+	fill_header(&s->hdr, EVENT_LOAD_FAILED, sizeof(*s));
+	s->ret = ret;
+	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0))
+		count(COUNTER_RINGBUF_FULL);
+	bpf_map_delete_elem(&load_states, &tid);
+	return 0;
+}
+
+SEC("fexit/load_module")
+int BPF_PROG(load_module_fexit, void *info, const char *uargs, int flags, int ret)
+{
+	return on_load_done(ret);
+}
+
+SEC("kretprobe/load_module")
+int BPF_KRETPROBE(load_module_kretprobe, int ret)
+{
+	return on_load_done(ret);
 }

@@ -29,6 +29,7 @@ enum event_type {
 	EVENT_PANIC = 12,          /* panic() */
 	EVENT_CRASH_KEXEC = 13,    /* panic handing over to the crash kernel */
 	EVENT_EMERGENCY_RESTART = 14,
+	EVENT_LOAD_FAILED = 15,    /* load_module failed before the module's init ran */
 };
 
 /* The attach method a program variant stands for; reported by the tracer. */
@@ -178,6 +179,40 @@ struct crash_event {
 	__u32 pad;
 };
 
+/* ---- module loads that fail before init (load-failed) ------------------- */
+
+#define KT_VERMAGIC_LEN 96
+
+/* What the reason hooks saw while load_module ran; user space decides from
+ * these facts and the errno what the reason was. */
+enum load_fact {
+	LOAD_UNKNOWN_SYMBOL = 1,  /* resolve_symbol found no export: symbol */
+	LOAD_SYMBOL_VERSION = 2,  /* check_version: CRCs disagree: symbol, kernel_crc */
+	LOAD_MODULE_CRC = 4,      /* module_crc was found in the module's __versions */
+	LOAD_SYMBOL_ERROR = 8,    /* resolve_symbol failed otherwise: symbol, symbol_err */
+	LOAD_VERMAGIC = 16,       /* same_magic said no: vermagic, kernel_vermagic */
+	LOAD_SIGNATURE = 32,      /* mod_verify_sig failed: sig_err */
+	LOAD_INIT_REACHED = 64,   /* kernel side only: init ran, no record is sent */
+	LOAD_KERNEL_CRC = 128,    /* kernel_crc was read (not by fexit on 5.10) */
+	LOAD_CRC_SEARCHED = 256,  /* the module's __versions was searched (bpf_loop) */
+};
+
+/* EVENT_LOAD_FAILED: load_module returned an error before the module's
+ * init ran. Also the per-task state the reason hooks fill while it runs. */
+struct load_failed_event {
+	struct event_header hdr;
+	__s32 ret;         /* load_module's return: a negative errno */
+	__u32 facts;       /* enum load_fact bits */
+	__s32 symbol_err;  /* LOAD_SYMBOL_ERROR: resolve_symbol's error */
+	__s32 sig_err;     /* LOAD_SIGNATURE: mod_verify_sig's error */
+	__u32 kernel_crc;  /* LOAD_SYMBOL_VERSION: the running kernel's CRC */
+	__u32 module_crc;  /* LOAD_MODULE_CRC: the CRC the module was built against */
+	char name[KT_MODULE_NAME_LEN]; /* "" until the module's ELF was parsed */
+	char symbol[KT_SYM_NAME_LEN];
+	char vermagic[KT_VERMAGIC_LEN];        /* the module's */
+	char kernel_vermagic[KT_VERMAGIC_LEN]; /* the running kernel's */
+};
+
 /* Kernel addresses user space finds in kallsyms (0 = unknown). */
 enum addr_param {
 	PARAM_VMEMMAP_BASE = 0,      /* &vmemmap_base: page -> pfn */
@@ -207,6 +242,7 @@ _Static_assert(sizeof(struct warning_event) == 24 + 16 + 96 + 16, "warning_event
 _Static_assert(sizeof(struct bad_page_event) == 24 + 32 + 64 + 48 + 16, "bad_page_event size");
 _Static_assert(sizeof(struct panic_event) == 24 + 40 + 128 + 128 + 16, "panic_event size");
 _Static_assert(sizeof(struct crash_event) == 32, "crash_event size");
+_Static_assert(sizeof(struct load_failed_event) == 24 + 24 + 56 + 128 + 2 * 96, "load_failed_event size");
 #endif
 
 #endif /* KTRACER_H */

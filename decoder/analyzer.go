@@ -109,6 +109,8 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 		out = a.panicked(r, out)
 	case bpf.KtEventTypeEVENT_CRASH_KEXEC, bpf.KtEventTypeEVENT_EMERGENCY_RESTART:
 		out = a.crash(r, out)
+	case bpf.KtEventTypeEVENT_LOAD_FAILED:
+		out = a.loadFailed(r, out)
 	case bpf.KtEventTypeEVENT_MODULE_SYMBOL:
 		if m := a.modules[r.Symbol.Module]; m != nil {
 			if len(m.syms) < maxSymbolsPerModule {
@@ -236,7 +238,7 @@ func finding(ev Event, rule Rule, value int64, msg string) Event {
 	f.Kind = KindFinding
 	f.Value = value
 	f.Rule = rule
-	f.Severity = RuleSeverity[rule]
+	f.Severity = findingSeverity(rule, f)
 	f.Message = msg
 	return f
 }
@@ -324,36 +326,52 @@ func (a *Analyzer) initPointer(r *Record, out []Event) []Event {
 // module's after its init returned, or the kernel's own after boot.
 func (a *Analyzer) execFault(r *Record, out []Event) []Event {
 	f := &r.ExecFault
-	addr := f.Address
-	var owner *Module
+	out, ok := a.freedInitCall(r, f.Address, f.Caller, "", out)
+	if !ok {
+		a.stats.OtherExecFaults++
+	}
+	return out
+}
+
+// freedInitOwner is the one judgment of a call into freed init text: addr
+// lies in the init text of a module whose init returned (owner), or in the
+// kernel's own init text after boot (owner nil, ok). Mapped code is not.
+func (a *Analyzer) freedInitOwner(addr uint64) (owner *Module, ok bool) {
 	for _, m := range a.modules {
 		if m.Text.Contains(addr) || (!m.live && m.InitText.Contains(addr)) {
-			a.stats.OtherExecFaults++ // mapped code: not a freed-init call
-			return out
+			return nil, false // mapped code: not a freed-init call
 		}
 		if m.live && m.InitText.Contains(addr) {
 			owner = m
 		}
 	}
+	if owner != nil {
+		return owner, true
+	}
+	return nil, a.cfg.Kernel != nil && a.cfg.Kernel.InitText().Contains(addr)
+}
+
+// freedInitCall appends the freed-init-call finding for a call to addr from
+// caller (a return address), when freedInitOwner says addr is freed init
+// text; how adds how the kernel noticed, if not by a page fault.
+func (a *Analyzer) freedInitCall(r *Record, addr, caller uint64, how string, out []Event) ([]Event, bool) {
+	owner, ok := a.freedInitOwner(addr)
+	if !ok {
+		return out, false
+	}
 	ev := a.event(KindFinding, r, "")
 	ev.Address = addr
-	ev.Caller = a.function(nil, f.Caller)
-	switch {
-	case owner != nil:
+	ev.Caller = a.function(nil, caller)
+	what := "the kernel"
+	if owner != nil {
 		ev.Module = owner.Name
 		name, off, _ := owner.InitTextFunction(addr)
 		ev.Function = symbolString(name, off)
-	case a.cfg.Kernel != nil && a.cfg.Kernel.InitText().Contains(addr):
-		ev.Function = a.function(nil, addr)
-	default:
-		a.stats.OtherExecFaults++
-		return out
-	}
-	what := "the kernel"
-	if ev.Module != "" {
 		what = ev.Module
+	} else {
+		ev.Function = a.function(nil, addr)
 	}
 	return append(out, finding(ev, RuleFreedInitCall, 0, fmt.Sprintf(
-		"%s called %s at 0x%x, an __init function of %s whose init memory was freed after init returned: a pointer to __init code outlived init",
-		ev.Caller, ev.Function, addr, what)))
+		"%s called %s at 0x%x, an __init function of %s whose init memory was freed after init returned: a pointer to __init code outlived init%s",
+		ev.Caller, ev.Function, addr, what, how))), true
 }

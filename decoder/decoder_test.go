@@ -331,3 +331,40 @@ func TestFunctionStaysInItsRegion(t *testing.T) {
 		}
 	}
 }
+
+// Kernels with function padding (CONFIG_CALL_PADDING, kCFI: 6.2 on, and
+// Debian's 7.2) give each function F a __pfx_F or __cfi_F symbol on the 16
+// bytes before it, init_module's alias included: none of them is a function.
+func TestPaddingSymbolsAreNotFunctions(t *testing.T) {
+	const tid = 7
+	recs := loadSequence("kt_padded", tid, 0, time.Millisecond)
+	pad := [][]byte{
+		symbolRecord(tid, initFn-0x10, 't', "__pfx_init_module"),
+		symbolRecord(tid, initFn-0x10, 't', "__pfx_kt_padded_init"),
+		symbolRecord(tid, initFn-0x10, 't', "__cfi_kt_padded_init"),
+		symbolRecord(tid, textBase+0xf0, 't', "__pfx_kt_padded_exit"),
+	}
+	// After the load record, before the real symbols: the order of a symtab.
+	recs = append(append([][]byte{recs[0]}, pad...), recs[1:]...)
+	a := NewAnalyzer(Config{SlowInit: time.Second})
+	evs := run(t, a, recs...)
+	if evs[0].Kind != KindModuleLoad || evs[0].Function != "kt_padded_init" {
+		t.Fatalf("module_load = %+v, want function kt_padded_init", evs[0])
+	}
+	if evs[0].Symbols != 4 {
+		t.Errorf("module_load counts %d symbols, want 4 (padding symbols are not kept)", evs[0].Symbols)
+	}
+	m := a.Module(modAddr + tid<<20)
+	if m == nil {
+		t.Fatal("module not tracked")
+	}
+	for _, addr := range []uint64{initFn - 0x10, initFn - 1, initFn, textBase + 0xf8, textBase + 0x100} {
+		addr += tid << 20
+		if name, _, ok := m.Function(addr); ok && (strings.HasPrefix(name, "__pfx_") || strings.HasPrefix(name, "__cfi_")) {
+			t.Errorf("Function(%#x) = %s: a padding symbol", addr, name)
+		}
+	}
+	if name, off, _ := m.Function(textBase + 0xf8 + tid<<20); name != "" && off == 0 {
+		t.Errorf("an address in the exit's padding resolved to %s+0", name)
+	}
+}

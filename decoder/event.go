@@ -70,9 +70,13 @@ const (
 	RuleWarning Rule = "warning"
 	RuleBadPage Rule = "bad-page"
 	RulePanic   Rule = "panic"
+	// A module load refused before its init ran (unknown symbol, version
+	// mismatch, vermagic, signature, already loaded, bad ELF).
+	RuleLoadFailed Rule = "load-failed"
 )
 
-// RuleSeverity is each rule's fixed severity.
+// RuleSeverity is each rule's severity. load-failed's is its worst case:
+// findingSeverity makes an "already loaded" info.
 var RuleSeverity = map[Rule]Severity{
 	RulePositiveInitReturn:  SeverityError,
 	RuleInitFailed:          SeverityInfo,
@@ -83,11 +87,17 @@ var RuleSeverity = map[Rule]Severity{
 	RuleWarning:             SeverityWarning,
 	RuleBadPage:             SeverityError,
 	RulePanic:               SeverityError,
+	RuleLoadFailed:          SeverityError,
 }
 
 // HasValue tells whether the rule's finding carries a numeric Value.
 func (r Rule) HasValue() bool {
-	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleSlowInit || r == RuleBadPage
+	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleSlowInit || r == RuleBadPage || r == RuleLoadFailed
+}
+
+// HasRet tells whether the rule's finding carries the return it judged.
+func (r Rule) HasRet() bool {
+	return r == RulePositiveInitReturn || r == RuleInitFailed || r == RuleLoadFailed
 }
 
 // Event is one thing ktracer saw, or a finding about it. Fields that do not
@@ -109,6 +119,11 @@ type Event struct {
 	Caller   string // freed-init-call: the return address, symbolized
 	Reason   string // init_pointer_ignored: why not a finding; oops: the trap; bad-page: the kernel's reason
 	Task     string // the task's comm, for the panic path
+	// load-failed: the symbol the kernel refused, its CRCs (0x%08x; the
+	// module's is "" when not found) and the vermagic strings.
+	Symbol                   string
+	KernelCRC, ModuleCRC     string
+	Vermagic, KernelVermagic string
 	// crash_kexec, emergency_restart: whether a crash kernel was loaded
 	// (nil when unknown).
 	CrashKernelLoaded *bool

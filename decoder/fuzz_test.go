@@ -8,19 +8,23 @@ import (
 )
 
 // The fuzz targets' seeds are real captures: the records ktracer recorded
-// on Debian's 6.1 kernel (testdata/kt_timebomb.rec) and a 6.1 kallsyms.
+// on Debian's 6.1 kernel (testdata/kt_timebomb.rec, load_failed.rec) and a
+// 6.1 kallsyms.
+var captures = []string{"testdata/kt_timebomb.rec", "testdata/load_failed.rec"}
 
 func captureRecords(f *testing.F) [][]byte {
-	data, err := os.ReadFile("testdata/kt_timebomb.rec")
-	if err != nil {
-		f.Fatal(err)
-	}
 	var recs [][]byte
-	if err := ReadRecording(bytes.NewReader(data), func(raw []byte) error {
-		recs = append(recs, append([]byte(nil), raw...))
-		return nil
-	}); err != nil {
-		f.Fatal(err)
+	for _, c := range captures {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if err := ReadRecording(bytes.NewReader(data), func(raw []byte) error {
+			recs = append(recs, append([]byte(nil), raw...))
+			return nil
+		}); err != nil {
+			f.Fatal(err)
+		}
 	}
 	return recs
 }
@@ -39,11 +43,13 @@ func FuzzDecode(f *testing.F) {
 // Any stream of records through the analyzer: no panic, and its state
 // stays within its bounds.
 func FuzzAnalyzer(f *testing.F) {
-	data, err := os.ReadFile("testdata/kt_timebomb.rec")
-	if err != nil {
-		f.Fatal(err)
+	for _, c := range captures {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
 	}
-	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := NewAnalyzer(Config{SlowInit: 1})
 		var out []Event

@@ -228,3 +228,50 @@ func TestRecordingRejectsGarbage(t *testing.T) {
 		t.Errorf("round trip: %d records, %v", n, err)
 	}
 }
+
+func int3Record(tid uint32, ip, caller uint64) []byte {
+	var o bpf.KtOopsEvent
+	o.Hdr = header(bpf.KtEventTypeEVENT_OOPS, sizeOf(o), tid, 950)
+	o.Kind = uint32(bpf.KtOopsKindOOPS_TRAP)
+	o.Ip, o.Caller = ip, caller
+	cname(o.What[:], "int3")
+	cname(o.Comm[:], "sh")
+	return Encode(&o)
+}
+
+// On 7.2 the freed init text stays mapped, filled with int3: the stale
+// call traps at the function's first byte (die("int3"), ip one byte past
+// it) instead of page-faulting, and the same freed-init-call is reported,
+// before the oops.
+func TestFreedInitCallThroughInt3(t *testing.T) {
+	const tid = 5
+	live := append(timebombSequence(tid),
+		initcallRecord(bpf.KtEventTypeEVENT_INITCALL_FINISH, tid, initFn, 0, 0),
+		doneRecord(tid, 0, "kt_bomb"))
+	helper := initBase + 0x40 + uint64(tid)<<20
+	caller := textBase + 0x2f + uint64(tid)<<20
+
+	a := NewAnalyzer(Config{Kernel: loadKallsyms(t)})
+	f := findings(run(t, a, append(live, int3Record(tid, helper+1, caller))...))
+	if len(f) != 2 || f[0].Rule != RuleFreedInitCall || f[1].Rule != RuleOops {
+		t.Fatalf("want freed-init-call then oops, got %+v", f)
+	}
+	if g := f[0]; g.Module != "kt_bomb" || g.Function != "kt_init_helper" || g.Caller != "kt_trigger_set+0xf" || g.Address != helper {
+		t.Errorf("freed-init-call = %+v", g)
+	}
+	if !strings.Contains(f[0].Message, "int3") {
+		t.Errorf("message %q does not say how the call was caught", f[0].Message)
+	}
+
+	// The same trap while init still runs, and an int3 in mapped text
+	// (a BUG-like trap, a kprobe gone wrong): only the oops.
+	for name, recs := range map[string][][]byte{
+		"during init":  append(timebombSequence(tid), int3Record(tid, helper+1, caller)),
+		"in core text": append(live, int3Record(tid, textBase+0x21+uint64(tid)<<20, caller)),
+	} {
+		a := NewAnalyzer(Config{Kernel: loadKallsyms(t)})
+		if f := findings(run(t, a, recs...)); len(f) != 1 || f[0].Rule != RuleOops {
+			t.Errorf("%s: want only the oops, got %+v", name, f)
+		}
+	}
+}

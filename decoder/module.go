@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 )
@@ -74,10 +75,19 @@ func newModule(e *Record) *Module {
 	return m
 }
 
+var pfxPrefix, cfiPrefix = []byte("__pfx_"), []byte("__cfi_")
+
 func (m *Module) addSymbol(s *Record) {
 	name := cBytes(s.Symbol.Name[:])
 	if len(name) == 0 {
 		return // a section symbol: it would shadow the function at its address
+	}
+	// Newer kernels (CONFIG_CALL_PADDING, kCFI) put __pfx_F / __cfi_F on the
+	// padding before each function F: not functions, never a name to show
+	// (7.2 named an init "__pfx_init_module"). An address in the padding
+	// then reads as the previous function plus an offset.
+	if bytes.HasPrefix(name, pfxPrefix) || bytes.HasPrefix(name, cfiPrefix) {
+		return
 	}
 	m.syms = append(m.syms, symbol{
 		value:        s.Symbol.Value,

@@ -50,6 +50,14 @@ func (a *Analyzer) blame(ev *Event, ip, caller uint64) (ipText, callerText strin
 
 func (a *Analyzer) oops(r *Record, out []Event) []Event {
 	o := &r.Oops
+	// Newer kernels (seen on 7.2) leave freed module init text mapped and
+	// filled with int3: a call through a stale __init pointer traps there
+	// ("Oops: int3", then a panic: the trap is fatal in that context)
+	// instead of page-faulting. int3 is a trap, so ip is one byte past it.
+	if o.Kind == uint32(bpf.KtOopsKindOOPS_TRAP) && cString(o.What[:]) == "int3" && o.Ip != 0 {
+		out, _ = a.freedInitCall(r, o.Ip-1, o.Caller,
+			"; the freed init text was left mapped and filled with int3, so the call trapped (Oops: int3) instead of faulting", out)
+	}
 	ev := a.event(KindFinding, r, "")
 	ev.Task = cString(o.Comm[:])
 	ip, caller := a.blame(&ev, o.Ip, o.Caller)

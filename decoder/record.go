@@ -30,6 +30,7 @@ type Record struct {
 	BadPage     bpf.KtBadPageEvent
 	Panic       bpf.KtPanicEvent
 	Crash       bpf.KtCrashEvent // crash kexec and emergency restart
+	LoadFailed  bpf.KtLoadFailedEvent
 }
 
 // ErrCorrupt is wrapped by every decoding error: the record is counted and
@@ -74,6 +75,8 @@ func Decode(raw []byte, r *Record) error {
 		ok = copyInto(&r.Panic, raw)
 	case bpf.KtEventTypeEVENT_CRASH_KEXEC, bpf.KtEventTypeEVENT_EMERGENCY_RESTART:
 		ok = copyInto(&r.Crash, raw)
+	case bpf.KtEventTypeEVENT_LOAD_FAILED:
+		ok = copyInto(&r.LoadFailed, raw)
 	default:
 		return fmt.Errorf("%w: unknown record type %d", ErrCorrupt, r.Header.Type)
 	}

@@ -45,7 +45,13 @@ type line struct {
 	Reason     string `json:"reason"`
 	Task       string `json:"task"`
 	Caller     string `json:"caller"`
-	Hooks      []struct {
+	// load-failed
+	Symbol         string `json:"symbol"`
+	KernelCRC      string `json:"kernel_crc"`
+	ModuleCRC      string `json:"module_crc"`
+	Vermagic       string `json:"vermagic"`
+	KernelVermagic string `json:"kernel_vermagic"`
+	Hooks          []struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
 		Method   string `json:"method"`
@@ -131,6 +137,18 @@ func boot(t *testing.T, script string, addToPayload func(dir string) error, extr
 // its KT-OUT lines.
 func runGuest(t *testing.T, vmdir, payload, script string, extraArgs ...string) *guest {
 	t.Helper()
+	g, err := runGuestMayDie(t, vmdir, payload, script, extraArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// runGuestMayDie is runGuest for a script whose last step may kill the
+// guest (a panic): the steps before it are parsed, and the failure is
+// returned with the guest.
+func runGuestMayDie(t *testing.T, vmdir, payload, script string, extraArgs ...string) (*guest, error) {
+	t.Helper()
 	scriptPath := filepath.Join(t.TempDir(), "guest.sh")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -142,8 +160,9 @@ func runGuest(t *testing.T, vmdir, payload, script string, extraArgs ...string) 
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	t.Logf("VM boot and script took %s", time.Since(start).Round(100*time.Millisecond))
+	var runErr error
 	if err != nil {
-		t.Fatalf("VM run failed: %v\nstderr:\n%s\nconsole (tail):\n%s", err, stderr.String(), tail(stdout.String(), 60))
+		runErr = fmt.Errorf("VM run failed: %v\nstderr:\n%s\nconsole (tail):\n%s", err, stderr.String(), tail(stdout.String(), 60))
 	}
 	g := &guest{runs: map[string]*run{}, console: stdout.String()}
 	sc := bufio.NewScanner(&stdout)
@@ -177,7 +196,7 @@ func runGuest(t *testing.T, vmdir, payload, script string, extraArgs ...string) 
 			r.lines = append(r.lines, l)
 		}
 	}
-	return g
+	return g, runErr
 }
 
 func (g *guest) run(t *testing.T, step string) *run {
@@ -210,11 +229,75 @@ sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
 `, step, flags, command)
 }
 
+// watchStepLive is watchStep whose findings also go to the console as they
+// come, as step-live (KERN_EMERG records in /dev/kmsg, which the kernel
+// never splices into its own lines): a step that may kill the guest still
+// leaves what ktracer had reported before.
+func watchStepLive(step, flags, command string) string {
+	return fmt.Sprintf(`{ ktracer watch --output json %[2]s -- %[3]s 2>/tmp/%[1]s.err; echo "KT-OUT:%[1]s:exit:$?" >/tmp/%[1]s.status; } |
+	tee /tmp/%[1]s.out | while IFS= read -r l; do case $l in *'"finding"'*) echo "<0>KT-OUT:%[1]s-live:$l" >/dev/kmsg ;; esac; done
+echo 1 >/proc/sys/kernel/printk
+cat /tmp/%[1]s.status
+sed 's/^/KT-OUT:%[1]s:/' /tmp/%[1]s.out
+sed 's/^/KT-OUT:%[1]s-stderr:/' /tmp/%[1]s.err
+`, step, flags, command)
+}
+
 // trigger loads a module, waits for its init memory to be freed (a
 // workqueue after an RCU grace period), then writes its trigger parameter
 // from a child shell, which the oops kills if the call lands in freed code.
 func trigger(module string) string {
 	return fmt.Sprintf(`sh -c '/payload/bin/insmod /payload/modules/%[1]s.ko && sleep 1 && sh -c "echo 1 > /sys/module/%[1]s/parameters/trigger"; exit 0'`, module)
+}
+
+// coreSteps are the core suite's watch steps, in coreScript's order; the
+// kernel matrix repeats them on every kernel with built test modules and
+// compares each step's findings with 6.1's (matrix_test.go).
+var coreSteps = []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good", "kt_initok", "kt_oops", "kt_warn", "kt_badpage", "kt_timebomb"}
+
+// coreScript is the guest shell of the core suite (one boot): the issue-2
+// module tests, the panic path, and the time bomb last. matrix leaves out
+// the kprobe/kretprobe run of kt_positive (the matrix runs every load in
+// that mode anyway) and streams the time bomb's findings (watchStepLive):
+// on 7.x its call panics the guest.
+func coreScript(matrix bool) string {
+	withKprobes := !matrix
+	var s strings.Builder
+	for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
+		s.WriteString(watchStep(m, "", "/payload/bin/insmod /payload/modules/"+m+".ko"))
+	}
+	if withKprobes {
+		// The same findings through the kprobe/kretprobe fallbacks.
+		s.WriteString("/payload/bin/rmmod kt_positive\n")
+		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "/payload/bin/insmod /payload/modules/kt_positive.ko"))
+	}
+	// Seed incident 2 and its control. The time bomb goes last: its
+	// oops leaves the module's parameter lock held.
+	if !matrix {
+		// load-failed: loads refused before init (loadfail_test.go); the
+		// matrix runs its own shipped-module cases.
+		s.WriteString(watchStep("load-failed", "--record /tmp/load_failed.rec", loadFailCommand(moduleLoadFailCases())))
+		s.WriteString("base64 /tmp/load_failed.rec | sed 's/^/KT-OUT:load-failed-rec:/'\n")
+	}
+	s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
+	// The panic path, live: an oops, a WARN and a bad page state.
+	for _, m := range []string{"kt_oops", "kt_warn", "kt_badpage"} {
+		s.WriteString(watchStep(m, "", trigger(m)))
+	}
+	s.WriteString("dmesg | grep 'kt_badpage: freeing pfn' | sed 's/^/KT-OUT:kt_badpage-dmesg:/'\n")
+	s.WriteString("dmesg | grep -A3 'address: 0000000000000018' | grep 'error_code' | sed 's/^/KT-OUT:kt_oops-dmesg:/'\n")
+	if matrix {
+		s.WriteString(watchStepLive("kt_timebomb", "", trigger("kt_timebomb")))
+	} else {
+		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
+	}
+	s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
+	if !matrix {
+		// Signatures can be enforced but not relaxed again: last.
+		s.WriteString(watchStep("load-failed-sig", "", loadFailCommand([]loadFailCase{sigEnforceCase})))
+	}
+	s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
+	return s.String()
 }
 
 var (
@@ -225,27 +308,7 @@ var (
 // moduleGuest boots once for all the issue-2 module tests.
 func moduleGuest(t *testing.T) *guest {
 	moduleBootOnce.Do(func() {
-		var s strings.Builder
-		s.WriteString("set -u\n")
-		for _, m := range []string{"kt_positive", "kt_slow", "kt_enodev", "kt_good"} {
-			s.WriteString(watchStep(m, "", "/payload/bin/insmod /payload/modules/"+m+".ko"))
-		}
-		// The same findings through the kprobe/kretprobe fallbacks.
-		s.WriteString("/payload/bin/rmmod kt_positive\n")
-		s.WriteString(watchStep("kprobes-kt_positive", "--methods kprobe,kretprobe", "/payload/bin/insmod /payload/modules/kt_positive.ko"))
-		// Seed incident 2 and its control. The time bomb goes last: its
-		// oops leaves the module's parameter lock held.
-		s.WriteString(watchStep("kt_initok", "", trigger("kt_initok")))
-		// The panic path, live: an oops, a WARN and a bad page state.
-		for _, m := range []string{"kt_oops", "kt_warn", "kt_badpage"} {
-			s.WriteString(watchStep(m, "", trigger(m)))
-		}
-		s.WriteString("dmesg | grep 'kt_badpage: freeing pfn' | sed 's/^/KT-OUT:kt_badpage-dmesg:/'\n")
-		s.WriteString("dmesg | grep -A3 'address: 0000000000000018' | grep 'error_code' | sed 's/^/KT-OUT:kt_oops-dmesg:/'\n")
-		s.WriteString(watchStep("kt_timebomb", "--record /tmp/kt_timebomb.rec", trigger("kt_timebomb")))
-		s.WriteString("base64 /tmp/kt_timebomb.rec | sed 's/^/KT-OUT:kt_timebomb-rec:/'\n")
-		s.WriteString("dmesg | grep -E 'kt_|suspiciously' | sed 's/^/KT-OUT:dmesg:/'\necho KT-OUT:dmesg:exit:0\n")
-		moduleBoot = boot(t, s.String(), nil, "--timeout", "300")
+		moduleBoot = boot(t, "set -u\n"+coreScript(false), nil, "--timeout", "300", "--kmod", "stp")
 	})
 	if moduleBoot == nil {
 		t.Fatal("module VM boot failed (see the first test's log)")

@@ -114,7 +114,7 @@ func eventAttrs(ev *decoder.Event) []slog.Attr {
 		str("address", "0x"+strconv.FormatUint(ev.Address, 16))
 	}
 	withRet := ev.Kind == decoder.KindInitcall || ev.Kind == decoder.KindModuleInitFailed ||
-		(ev.Kind == decoder.KindFinding && (ev.Rule == decoder.RulePositiveInitReturn || ev.Rule == decoder.RuleInitFailed))
+		(ev.Kind == decoder.KindFinding && ev.Rule.HasRet())
 	if withRet {
 		a = append(a, slog.Int("ret", int(ev.Ret)))
 	}
@@ -128,6 +128,15 @@ func eventAttrs(ev *decoder.Event) []slog.Attr {
 	str("location", ev.Location)
 	str("caller", ev.Caller)
 	str("reason", ev.Reason)
+	str("task", ev.Task)
+	str("symbol", ev.Symbol)
+	str("kernel_crc", ev.KernelCRC)
+	str("module_crc", ev.ModuleCRC)
+	str("vermagic", ev.Vermagic)
+	str("kernel_vermagic", ev.KernelVermagic)
+	if ev.CrashKernelLoaded != nil {
+		a = append(a, slog.Bool("crash_kernel_loaded", *ev.CrashKernelLoaded))
+	}
 	if ev.Kind == decoder.KindFinding {
 		str("rule", string(ev.Rule))
 		str("severity", ev.Severity.String())

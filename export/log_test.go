@@ -36,6 +36,12 @@ func logEvents() []*decoder.Event {
 			e.Message = "called into freed init text"
 		}),
 		with(func(e *decoder.Event) {
+			e.Kind, e.Rule, e.Severity, e.Ret, e.Errno, e.Value = decoder.KindFinding, decoder.RuleLoadFailed, decoder.SeverityError, -22, "EINVAL", -22
+			e.Reason, e.Symbol, e.KernelCRC, e.ModuleCRC = "symbol version mismatch", "kmemdup", "0x1b2d2a09", "0xe4d2d5f6"
+			e.Vermagic, e.KernelVermagic, e.Task = "6.1.0 SMP", "6.1.0 SMP preempt", "insmod"
+			e.Message = "loading kt_badcrc failed before its init ran"
+		}),
+		with(func(e *decoder.Event) {
 			e.Kind, e.Location, e.Function, e.Reason = decoder.KindInitPointerIgnored, "buf+0x8", "kt_x_init", "not in a sized object"
 		}),
 	}

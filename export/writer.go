@@ -79,6 +79,11 @@ type jsonLine struct {
 	Caller            string `json:"caller,omitempty"`
 	Reason            string `json:"reason,omitempty"`
 	Task              string `json:"task,omitempty"`
+	Symbol            string `json:"symbol,omitempty"`
+	KernelCRC         string `json:"kernel_crc,omitempty"`
+	ModuleCRC         string `json:"module_crc,omitempty"`
+	Vermagic          string `json:"vermagic,omitempty"`
+	KernelVermagic    string `json:"kernel_vermagic,omitempty"`
 	CrashKernelLoaded *bool  `json:"crash_kernel_loaded,omitempty"`
 	Rule              string `json:"rule,omitempty"`
 	Severity          string `json:"severity,omitempty"`
@@ -112,6 +117,11 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		Caller:            ev.Caller,
 		Reason:            ev.Reason,
 		Task:              ev.Task,
+		Symbol:            ev.Symbol,
+		KernelCRC:         ev.KernelCRC,
+		ModuleCRC:         ev.ModuleCRC,
+		Vermagic:          ev.Vermagic,
+		KernelVermagic:    ev.KernelVermagic,
 		CrashKernelLoaded: ev.CrashKernelLoaded,
 	}
 	if ev.Address != 0 {
@@ -127,7 +137,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		if ev.Rule.HasValue() {
 			l.Value = &ev.Value
 		}
-		if ev.Rule == decoder.RulePositiveInitReturn || ev.Rule == decoder.RuleInitFailed {
+		if ev.Rule.HasRet() {
 			l.Ret = &ev.Ret
 		}
 	}

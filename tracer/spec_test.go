@@ -40,6 +40,12 @@ func TestSpecHasHookPrograms(t *testing.T) {
 			if (c.method == Fentry || c.method == Fexit) && p.AttachTo != c.target {
 				t.Errorf("hook %s: %s attaches to %q, want %q", h.name, c.prog, p.AttachTo, c.target)
 			}
+			if c.entry == "" {
+				continue
+			}
+			if e, ok := spec.Programs[c.entry]; !ok || e.Type != ebpf.Kprobe || c.method != Kretprobe {
+				t.Errorf("hook %s: entry %s of %s must be a kprobe program before a kretprobe", h.name, c.entry, c.prog)
+			}
 		}
 	}
 	for _, m := range sharedMaps {
@@ -70,6 +76,7 @@ func TestGeneratedTypesMatchBTF(t *testing.T) {
 		"bad_page_event":      bpf.KtBadPageEvent{},
 		"panic_event":         bpf.KtPanicEvent{},
 		"crash_event":         bpf.KtCrashEvent{},
+		"load_failed_event":   bpf.KtLoadFailedEvent{},
 	} {
 		var s *btf.Struct
 		if err := spec.Types.TypeByName(name, &s); err != nil {

@@ -49,7 +49,7 @@ type Tracer struct {
 }
 
 // sharedMaps are created once and shared by every program variant.
-var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs, bpf.KtMapParams}
+var sharedMaps = []string{bpf.KtMapEvents, bpf.KtMapCounters, bpf.KtMapInitcallStarts, bpf.KtMapLoading, bpf.KtMapScanBufs, bpf.KtMapParams, bpf.KtMapLoadStates, bpf.KtMapLoadZero, bpf.KtMapLoadArgs}
 
 // Options tune how hooks are attached.
 type Options struct {
@@ -146,13 +146,21 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, h hook, methods []Method, cac
 			errs = append(errs, fmt.Errorf("%s %s: excluded by the allowed methods", c.method, c.target))
 			continue
 		}
+		if c.entry != "" && len(methods) > 0 && !slices.Contains(methods, Kprobe) {
+			errs = append(errs, fmt.Errorf("%s %s: its entry kprobe is excluded by the allowed methods", c.method, c.target))
+			continue
+		}
 		prog, err := t.loadProgram(spec, c.prog, cache)
 		if err == nil {
-			var l link.Link
-			l, err = attachProgram(prog, c)
+			var ls []link.Link
+			var entry *ebpf.Program
+			ls, entry, err = t.attachCandidate(spec, prog, c, cache)
 			if err == nil {
 				t.progs = append(t.progs, prog)
-				t.links = append(t.links, l)
+				if entry != nil {
+					t.progs = append(t.progs, entry)
+				}
+				t.links = append(t.links, ls...)
 				st.Attached, st.Method, st.Target, st.Degraded = true, c.method, c.target, c.degraded
 				st.Err = errors.Join(errs...) // why better variants failed
 				return st
@@ -181,6 +189,35 @@ func explainPerm(m Method, err error) error {
 		return fmt.Errorf("%w (kernel.perf_event_paranoid is 3, which reserves perf events, and so kprobes, to CAP_SYS_ADMIN: run as root, or set it to 2)", err)
 	}
 	return fmt.Errorf("%w (kprobes need CAP_PERFMON; kernel.perf_event_paranoid is %s)", err, level)
+}
+
+// attachCandidate attaches c's entry kprobe, if it has one, then prog.
+func (t *Tracer) attachCandidate(spec *ebpf.CollectionSpec, prog *ebpf.Program, c candidate, cache *btf.Cache) ([]link.Link, *ebpf.Program, error) {
+	var entry *ebpf.Program
+	var links []link.Link
+	if c.entry != "" {
+		var err error
+		if entry, err = t.loadProgram(spec, c.entry, cache); err != nil {
+			return nil, nil, fmt.Errorf("entry kprobe: %w", err)
+		}
+		l, err := link.Kprobe(c.target, entry, nil)
+		if err != nil {
+			entry.Close()
+			return nil, nil, fmt.Errorf("entry kprobe: %w", err)
+		}
+		links = append(links, l)
+	}
+	l, err := attachProgram(prog, c)
+	if err != nil {
+		for _, l := range links {
+			l.Close()
+		}
+		if entry != nil {
+			entry.Close()
+		}
+		return nil, nil, err
+	}
+	return append(links, l), entry, nil
 }
 
 func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string, cache *btf.Cache) (*ebpf.Program, error) {
