@@ -259,9 +259,15 @@ func TestDashboardErrorRules(t *testing.T) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
 	}
+	// load-failed is an error except for EEXIST (info: udev's parallel
+	// modprobes hit it on every boot). Without a severity label the stat
+	// cannot tell the two apart, so it leaves load-failed out rather than
+	// turn red after every boot; the findings table shows it. (Giving
+	// EEXIST a rule of its own would make this exception go away.)
+	downgraded := map[decoder.Rule]bool{decoder.RuleLoadFailed: true}
 	var want []string
 	for r, s := range decoder.RuleSeverity {
-		if s == decoder.SeverityError {
+		if s == decoder.SeverityError && !downgraded[r] {
 			want = append(want, string(r))
 		}
 	}

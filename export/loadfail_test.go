@@ -52,10 +52,10 @@ func TestLoadFailedOnEverySurface(t *testing.T) {
 	m := NewMetrics(MetricsOptions{})
 	feed(t, m, evs...)
 	want := `
-# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule, severity and module (empty for a built-in initcall).
+# HELP ktracer_findings_total Broken rules seen while ktracer runs, by rule and module (built-in for built-in code, empty for a machine-wide finding).
 # TYPE ktracer_findings_total counter
-ktracer_findings_total{module="dummy",rule="load-failed",severity="info"} 2
-ktracer_findings_total{module="stp",rule="load-failed",severity="error"} 1
+ktracer_findings_total{module="dummy",rule="load-failed"} 2
+ktracer_findings_total{module="stp",rule="load-failed"} 1
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "ktracer_findings_total"); err != nil {
 		t.Error(err)
