@@ -30,6 +30,7 @@ type bootOptions struct {
 	failOn string
 	slow   time.Duration
 	top    int
+	expect []string
 }
 
 func init() { commands = append(commands, newBootCmd) }
@@ -57,7 +58,7 @@ reads saved files (a kernel log as dmesg, dmesg -T, journalctl -k or
 what they say, unless --root points at that machine's tree. With --boot it
 reads an earlier boot's kernel log from the systemd journal, e.g. the boot
 that crashed: --boot -1.`,
-		Example: "  sudo ktracer boot\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json\n  sudo ktracer boot --boot -1",
+		Example: "  sudo ktracer boot\n  sudo ktracer boot --expect cpus=2\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json\n  sudo ktracer boot --boot -1",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBoot(cmd, o)
@@ -72,6 +73,7 @@ that crashed: --boot -1.`,
 	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding at or above this severity is seen: info, warning or error")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "initcall duration above which slow-init is reported")
 	f.IntVar(&o.top, "top", 10, "how many of the slowest initcalls to list")
+	f.StringSliceVar(&o.expect, "expect", nil, "assert the booted state, e.g. cpus=2 (CPUs online); a failed assertion is an error finding (keys: "+strings.Join(boot.ExpectKeys, ", ")+")")
 	return cmd
 }
 
@@ -85,6 +87,14 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 	}
 	if !slices.Contains(boot.Formats, o.format) {
 		return &exitError{exitFailure, fmt.Errorf("--format: unknown format %q (want %s)", o.format, strings.Join(boot.Formats, ", "))}
+	}
+	var expect []boot.Expectation
+	for _, s := range o.expect {
+		e, err := boot.ParseExpectation(s)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--expect: %w", err)}
+		}
+		expect = append(expect, e)
 	}
 	in := boot.Input{}
 	if o.root != "" {
@@ -151,7 +161,7 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		}
 	}
 
-	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top})
+	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top, Expect: expect})
 	if journal != nil {
 		if err != nil {
 			journal.Process.Kill() // stopped reading: journalctl may be blocked writing
