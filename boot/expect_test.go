@@ -97,6 +97,11 @@ func TestExpectOnCaptures(t *testing.T) {
 		{"vm-6.1-trace-initcall_debug-mxcpus.tgz", 1, false, false, 2, "kernel log (smp: Brought up ...)", true},
 		{"vm-6.1-trace-initcall_debug-mxcpus.tgz", 2, false, true, 2, "kernel log (smp: Brought up ...)", false},
 		{"vm-6.1-trace-maxcpus-crashkernel.tgz", 1, true, true, 1, "/sys/devices/system/cpu/online", false},
+		// Seed incident 4 on a 4-vCPU guest (TestBootExpectCPUs's boots).
+		{"vm-6.1-smp4-mxcpus.tgz", 2, true, false, 4, "/sys/devices/system/cpu/online", true},
+		{"vm-6.1-smp4-mxcpus.tgz", 2, false, false, 4, "kernel log (smp: Brought up ...)", true},
+		{"vm-6.1-smp4-maxcpus.tgz", 2, true, true, 2, "/sys/devices/system/cpu/online", false},
+		{"vm-6.1-smp4-maxcpus.tgz", 2, false, true, 2, "kernel log (smp: Brought up ...)", false},
 		{"vm-6.1-trace-maxcpus-crashkernel.tgz", 1, false, true, 1, "kernel log (smp: Brought up ...)", false},
 	} {
 		fsys, dmesg := loadFixture(t, tc.fixture)

@@ -329,8 +329,8 @@ func TestBootExpectCPUs(t *testing.T) {
 				}
 			}
 			wantTypo := map[bool]int{false: 1, true: 0}[tc.held]
-			if typo != wantTypo || failed != 1-wantTypo {
-				t.Errorf("%d mxcpus findings and %d failed expectations, want %d and %d", typo, failed, wantTypo, 1-wantTypo)
+			if typo != wantTypo || failed != wantTypo {
+				t.Errorf("%d mxcpus findings and %d failed expectations, want %d of each", typo, failed, wantTypo)
 			}
 			// The exit status: 1 on the typo (the failed expectation is an
 			// error); 0 on the correct boot, whose only finding is run.sh's
