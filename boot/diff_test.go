@@ -185,3 +185,42 @@ func TestCompareCaptures(t *testing.T) {
 		t.Errorf("SVG: %d svg elements, %d bars; want 3 and %d", svgs, titles, 2*575)
 	}
 }
+
+// Debian's 6.1 and 6.12 booted in the e2e VM with the same recording: an
+// upgrade's diff, from the kernels' own trace events.
+func TestCompareKernels(t *testing.T) {
+	a := analyzeFixture(t, "vm-6.1-trace-initcall_debug-mxcpus.tgz", Options{})
+	b := analyzeFixture(t, "vm-6.12-trace-initcall_debug-mxcpus.tgz", Options{})
+	if a.Source != SourceTrace || b.Source != SourceTrace || !strings.Contains(b.Kernel, "6.12.") {
+		t.Fatalf("fixtures: %s %s %s", a.Source, b.Source, b.Kernel)
+	}
+	d := Compare(a, b, "6.1", "6.12", DiffOptions{Floor: 20 * time.Millisecond})
+	t.Logf("6.1 -> 6.12: %d -> %d initcalls, %d appeared, %d disappeared, %d changed level, %d changed return, %d regressions",
+		d.Old.Initcalls, d.New.Initcalls, len(d.Appeared), len(d.Disappeared), len(d.LevelChanged), len(d.RetChanged), len(d.Regressions))
+	// Every initcall is in exactly one of: both boots, appeared, disappeared.
+	om, _ := keyed(a.Initcalls)
+	nm, _ := keyed(b.Initcalls)
+	both := 0
+	for k := range om {
+		if _, ok := nm[k]; ok {
+			both++
+		}
+	}
+	if both+len(d.Disappeared) != d.Old.Initcalls || both+len(d.Appeared) != d.New.Initcalls || len(d.Appeared) == 0 || len(d.Disappeared) == 0 {
+		t.Errorf("%d in both, %d disappeared, %d appeared: does not add up to %d and %d", both, len(d.Disappeared), len(d.Appeared), d.Old.Initcalls, d.New.Initcalls)
+	}
+	found := false
+	for _, c := range d.LevelChanged {
+		if c.Old == c.New || c.Old == LevelUnknown || c.New == LevelUnknown {
+			t.Errorf("not a level change: %+v", c)
+		}
+		found = found || c == LevelChange{Function: "intel_epb_init", Old: "subsys", New: "late"}
+	}
+	if !found {
+		t.Errorf("intel_epb_init subsys -> late, as the two kernels record it, not found in %+v", d.LevelChanged)
+	}
+	// The same command line but run.sh's no_timer_check, added since.
+	if len(d.Params) != 1 || d.Params[0].New != "no_timer_check" || d.Params[0].Unknown != nil {
+		t.Errorf("params %+v", d.Params)
+	}
+}
