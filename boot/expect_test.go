@@ -22,6 +22,10 @@ func TestParseExpectation(t *testing.T) {
 		{"cpus", Expectation{}, "want KEY=VALUE"},
 		{"=2", Expectation{}, "want KEY=VALUE"},
 		{"cpu=2", Expectation{}, `unknown key "cpu"`},
+		{"mem=768M", Expectation{"mem", 768 << 20}, ""},
+		{"mem=1G", Expectation{"mem", 1 << 30}, ""},
+		{"mem=lots", Expectation{}, "not a positive size"},
+		{"mem=0", Expectation{}, "not a positive size"},
 	} {
 		got, err := ParseExpectation(tc.in)
 		switch {
@@ -52,7 +56,7 @@ func TestJudgeExpectation(t *testing.T) {
 		{"holds despite a typo elsewhere", 2, true, typo, true, nil, ""},
 		{"too many", 4, true, nil, false, []string{"expected cpus=2, but 4 CPUs are online (SRC)"}, ""},
 		{"too few", 1, true, nil, false, []string{"but 1 CPUs are online"}, ""},
-		{"the typo behind it", 4, true, typo, false, []string{"4 CPUs are online", `"mxcpus=2" is not a parameter`, "did you mean maxcpus?"}, "maxcpus"},
+		{"the typo behind it", 4, true, typo, false, []string{"4 CPUs are online", `"mxcpus=2" is not a parameter`, "had no effect: did you mean maxcpus?"}, "maxcpus"},
 		{"not readable", 0, false, typo, false, []string{"cannot be read", "does not pass"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,5 +151,37 @@ func TestExpectOnCaptures(t *testing.T) {
 	}
 	if len(r.Expectations) != 1 || r.Expectations[0].Held || len(r.Findings) != 1 || r.Findings[0].Rule != RuleBootExpectation {
 		t.Errorf("unreadable: %+v %+v", r.Expectations, r.Findings)
+	}
+}
+
+func TestJudgeMem(t *testing.T) {
+	lim := Expectation{"mem", 768 << 20}
+	if lim.String() != "mem=768M" {
+		t.Errorf("String %q", lim)
+	}
+	memTypo := []Finding{{Rule: RuleUnknownBootParam, Param: "mme=768M", Suggest: "mem"}, {Rule: RuleUnknownBootParam, Param: "mxcpus=2", Suggest: "maxcpus"}}
+	for _, tc := range []struct {
+		got  int64
+		held bool
+	}{{700 << 20, true}, {768 << 20, true}, {768<<20 + 1, false}, {1 << 30, false}} {
+		res, f := judgeExpectation(lim, tc.got, "SRC", true, memTypo)
+		if res.Held != tc.held || (f == nil) != tc.held {
+			t.Errorf("MemTotal %d: %+v %+v", tc.got, res, f)
+		}
+		if f != nil && (f.Suggest != "mem" || !strings.Contains(f.Message, "the kernel manages 1024 MiB") && tc.got == 1<<30) {
+			t.Errorf("finding %+v", f)
+		}
+	}
+	// mem= took effect on this capture (MemTotal under 768M), not on the
+	// 1 GiB guest without it.
+	for _, tc := range []struct {
+		fixture string
+		held    bool
+	}{{"vm-6.1-trace-maxcpus-crashkernel.tgz", true}, {"vm-6.1-trace-initcall_debug-mxcpus.tgz", false}} {
+		r := analyzeFixture(t, tc.fixture, Options{Expect: []Expectation{lim}})
+		if len(r.Expectations) != 1 || r.Expectations[0].Held != tc.held || r.Expectations[0].Source != "/proc/meminfo MemTotal" {
+			t.Errorf("%s: %+v", tc.fixture, r.Expectations)
+		}
+		t.Logf("%s: MemTotal %d MiB", tc.fixture, r.Expectations[0].Got>>20)
 	}
 }

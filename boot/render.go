@@ -114,7 +114,10 @@ func WriteText(w io.Writer, r *Report) error {
 			verdict = "held"
 		}
 		got := "not readable"
-		if e.Source != "" {
+		switch {
+		case e.Source != "" && e.Key == "mem":
+			got = fmt.Sprintf("%d MiB, from %s", e.Got>>20, e.Source)
+		case e.Source != "":
 			got = fmt.Sprintf("%d, from %s", e.Got, e.Source)
 		}
 		ew.printf("expect %s: %s (%s %s)\n", e.Expectation, verdict, e.Key, got)
