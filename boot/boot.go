@@ -37,6 +37,7 @@ var RuleSeverity = map[decoder.Rule]decoder.Severity{
 	// Warning, not error: a word meant for a custom init is not a typo.
 	RuleUnknownBootParam:      decoder.SeverityWarning,
 	RuleBootParamNotEffective: decoder.SeverityError,
+	RuleBootExpectation:       decoder.SeverityError,
 }
 
 // The boot-time recording mechanisms, as Report.Source names them.
@@ -124,6 +125,9 @@ type Report struct {
 	Findings   []Finding      `json:"findings"`
 	Notes      []string       `json:"notes,omitempty"` // what limits this report, in words
 	Recommend  []string       `json:"recommended_params,omitempty"`
+	// Expectations are the --expect assertions, judged; a failed one is
+	// also a boot-expectation-failed finding.
+	Expectations []ExpectResult `json:"expectations,omitempty"`
 
 	table map[string][]string // kallsyms: initcall function -> levels
 }
@@ -145,6 +149,9 @@ type Input struct {
 type Options struct {
 	Slow time.Duration // slow-init threshold; 0: 100ms
 	Top  int           // how many slowest initcalls to list; 0: 10
+	// Expect are post-boot assertions (ParseExpectation) checked against
+	// Root, or the log without one.
+	Expect []Expectation
 }
 
 // Analyze builds the report. It fails only on input it cannot read; a boot
@@ -237,6 +244,7 @@ func Analyze(in Input, opt Options) (*Report, error) {
 	if err := r.paramFindings(klog, in.Root); err != nil {
 		return nil, err
 	}
+	r.expectFindings(opt.Expect, in.Root, klog)
 	// Errors first; within a severity, in boot order.
 	slices.SortStableFunc(r.Findings, func(a, b Finding) int { return cmp.Compare(b.Severity, a.Severity) })
 	return r, nil

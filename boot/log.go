@@ -22,6 +22,7 @@ type kernelLog struct {
 	initcalls []Initcall
 	oopses    []oops
 	crashFail string // "crashkernel reservation failed - ..." reason
+	smpCPUs   int    // "smp: Brought up 1 node, 4 CPUs": CPUs up at boot
 	// unreadFormat: initcall_debug lines are there, in a format not read.
 	unreadFormat bool
 	notes        []string // what limits what the log says, in words
@@ -364,6 +365,10 @@ func parseKernelLog(r io.Reader, name string) (*kernelLog, error) {
 			if kl.runInit == 0 {
 				kl.runInit = l.ts
 			}
+		}
+		if m := smpRe.FindStringSubmatch(msg); m != nil {
+			kl.smpCPUs, _ = strconv.Atoi(m[1])
+			continue
 		}
 		if m := unknowRe.FindStringSubmatch(msg); m != nil {
 			kl.unknown = splitCmdline(m[1])

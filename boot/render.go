@@ -108,6 +108,20 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 	}
 	ew.printf("\n")
+	for _, e := range r.Expectations {
+		verdict := "FAILED"
+		if e.Held {
+			verdict = "held"
+		}
+		got := "not readable"
+		switch {
+		case e.Source != "" && e.Key == "mem":
+			got = fmt.Sprintf("%d MiB, from %s", e.Got>>20, e.Source)
+		case e.Source != "":
+			got = fmt.Sprintf("%d, from %s", e.Got, e.Source)
+		}
+		ew.printf("expect %s: %s (%s %s)\n", e.Expectation, verdict, e.Key, got)
+	}
 	for _, f := range r.Findings {
 		ew.printf("%s %s: %s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.Message)
 	}

@@ -43,12 +43,22 @@ const (
 // bar per initcall, the level's span as a pale band behind, the slowest
 // initcalls named, and /init marked. Every bar has a tooltip.
 func WriteSVG(w io.Writer, r *Report) error {
-	ew := &errWriter{w: w}
+	return writeSVG(w, r, svgEnd(r), 0, "")
+}
+
+// svgEnd is where a report's time axis ends.
+func svgEnd(r *Report) time.Duration {
 	var end time.Duration
 	for _, ic := range r.Initcalls {
 		end = max(end, ic.Start+ic.Duration)
 	}
-	end = max(end, r.TimeToInit)
+	return max(end, r.TimeToInit)
+}
+
+// writeSVG draws r on a time axis ending at end (two boots share one);
+// with a heading it is a nested <svg> at x offset xoff, titled so.
+func writeSVG(w io.Writer, r *Report, end time.Duration, xoff int, heading string) error {
+	ew := &errWriter{w: w}
 	if end <= 0 {
 		end = time.Second
 	}
@@ -60,9 +70,16 @@ func WriteSVG(w io.Writer, r *Report) error {
 	}
 	height := svgTop + len(r.Levels)*svgRowH + 60
 
-	ew.printf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="%s">`+"\n", svgWidth, height, svgWidth, height, svgFont)
+	if heading != "" {
+		ew.printf(`<svg x="%d" y="0" width="%d" height="%d" viewBox="0 0 %d %d">`+"\n", xoff, svgWidth, height, svgWidth, height)
+	} else {
+		ew.printf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="%s">`+"\n", svgWidth, height, svgWidth, height, svgFont)
+	}
 	ew.printf(`<rect width="100%%" height="100%%" fill="#ffffff"/>` + "\n")
 	title := "Boot timeline"
+	if heading != "" {
+		title = heading
+	}
 	if rel := kernelRelease(r.Kernel); rel != "" {
 		title += ": Linux " + rel
 	}

@@ -35,8 +35,15 @@ type bootReport struct {
 		Level     string `json:"level"`
 		Initcalls int    `json:"initcalls"`
 	} `json:"levels"`
-	TimeToInit int64 `json:"time_to_init_ns"`
-	Findings   []struct {
+	TimeToInit   int64 `json:"time_to_init_ns"`
+	Expectations []struct {
+		Key    string `json:"key"`
+		Want   int64  `json:"want"`
+		Got    int64  `json:"got"`
+		Source string `json:"source"`
+		Held   bool   `json:"held"`
+	} `json:"expectations"`
+	Findings []struct {
 		Rule       string   `json:"rule"`
 		Severity   string   `json:"severity"`
 		Function   string   `json:"function"`
@@ -267,5 +274,96 @@ func TestBootInitcallOops(t *testing.T) {
 		if !ic.Finished && ic.Function != "kt_oops_init" {
 			t.Errorf("%s has no return", ic.Function)
 		}
+	}
+}
+
+// Seed incident 4, complete: a 4-vCPU guest booted with mxcpus=2 (a typo)
+// and with maxcpus=2. ktracer boot flags the typo with maxcpus suggested,
+// and --expect cpus=2 fails on the typo'd boot (4 CPUs online) and holds
+// on the correct one. With KT_SAVE_CAPTURE=DIR each boot is also saved as
+// a boot/testdata-style fixture DIR/vm-<kver>-smp4-<param>.tgz.
+func TestBootExpectCPUs(t *testing.T) {
+	script := guestScript(t, "boot-expect.sh") + guestScript(t, "boot-capture.sh")
+	for _, tc := range []struct {
+		param  string
+		online string
+		held   bool
+	}{
+		{"mxcpus=2", "0-3", false},
+		{"maxcpus=2", "0-1", true},
+	} {
+		t.Run(tc.param, func(t *testing.T) {
+			g := boot(t, script, addGuestLib, "--smp", "4", "--timeout", "400",
+				"--append", tc.param)
+			if on := strings.Join(g.run(t, "online").raw, ""); on != tc.online {
+				t.Errorf("online CPUs %q, want %q", on, tc.online)
+			}
+			rep := parseBootReport(t, g, "expect-json")
+			if len(rep.Expectations) != 1 {
+				t.Fatalf("expectations = %+v", rep.Expectations)
+			}
+			e := rep.Expectations[0]
+			t.Logf("%s: expect cpus=2: held=%v got=%d from %s", tc.param, e.Held, e.Got, e.Source)
+			wantGot := map[bool]int64{false: 4, true: 2}[tc.held]
+			if e.Key != "cpus" || e.Want != 2 || e.Held != tc.held || e.Got != wantGot || e.Source != "/sys/devices/system/cpu/online" {
+				t.Errorf("expectation = %+v, want held=%v got=%d", e, tc.held, wantGot)
+			}
+			var typo, failed int
+			for _, f := range rep.Findings {
+				switch f.Rule {
+				case "unknown-boot-param":
+					if f.Param == "mxcpus=2" {
+						typo++
+						if f.Suggestion != "maxcpus" {
+							t.Errorf("mxcpus finding = %+v", f)
+						}
+					}
+				case "boot-expectation-failed":
+					failed++
+					t.Logf("finding: %s", f.Message)
+					if f.Severity != "error" || f.Value != 4 || !strings.Contains(f.Message, "mxcpus=2") || f.Suggestion != "maxcpus" {
+						t.Errorf("boot-expectation-failed = %+v", f)
+					}
+				case "boot-param-not-effective":
+					t.Errorf("unexpected %+v", f)
+				}
+			}
+			wantTypo := map[bool]int{false: 1, true: 0}[tc.held]
+			if typo != wantTypo || failed != wantTypo {
+				t.Errorf("%d mxcpus findings and %d failed expectations, want %d of each", typo, failed, wantTypo)
+			}
+			// The exit status: 1 on the typo (the failed expectation is an
+			// error); 0 on the correct boot, whose only finding is run.sh's
+			// panic_on_oops=0 (a warning). The boot is not recorded with
+			// initcall events on purpose: 6.1's set_hardened_usercopy
+			// returns 1, an error finding that would hide the verdict.
+			wantExit := map[bool]int{false: 1, true: 0}[tc.held]
+			if x := g.run(t, "expect").exit; x != wantExit {
+				t.Errorf("ktracer boot --expect cpus=2 exit = %d, want %d", x, wantExit)
+			}
+			text := strings.Join(g.run(t, "expect-text").raw, "\n")
+			want := map[bool]string{false: "expect cpus=2: FAILED (cpus 4, from /sys/devices/system/cpu/online)", true: "expect cpus=2: held (cpus 2, from /sys/devices/system/cpu/online)"}[tc.held]
+			if !strings.Contains(text, want) {
+				t.Errorf("text lacks %q:\n%s", want, tail(text, 12))
+			} else {
+				t.Logf("text: %s", want)
+			}
+			if dir := os.Getenv("KT_SAVE_CAPTURE"); dir != "" {
+				var lines []string
+				for _, l := range g.run(t, "fixture").raw {
+					lines = append(lines, l)
+				}
+				b, err := base64.StdEncoding.DecodeString(strings.Join(lines, ""))
+				if err != nil {
+					t.Fatalf("fixture: %v", err)
+				}
+				kver, _ := os.ReadFile(filepath.Join(*vmDir, "KVER"))
+				name := filepath.Join(dir, "vm-"+strings.TrimSpace(string(kver))+"-smp4-"+strings.TrimSuffix(tc.param, "=2")+".tgz")
+				if err := os.WriteFile(name, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("saved %s", name)
+			}
+		})
 	}
 }

@@ -30,6 +30,7 @@ type bootOptions struct {
 	failOn string
 	slow   time.Duration
 	top    int
+	expect []string
 }
 
 func init() { commands = append(commands, newBootCmd) }
@@ -57,7 +58,7 @@ reads saved files (a kernel log as dmesg, dmesg -T, journalctl -k or
 what they say, unless --root points at that machine's tree. With --boot it
 reads an earlier boot's kernel log from the systemd journal, e.g. the boot
 that crashed: --boot -1.`,
-		Example: "  sudo ktracer boot\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json\n  sudo ktracer boot --boot -1",
+		Example: "  sudo ktracer boot\n  sudo ktracer boot --expect cpus=2\n  sudo ktracer boot --format svg --out boot.svg\n  ktracer boot --from dmesg.txt --format perfetto --out boot.json\n  sudo ktracer boot --boot -1",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBoot(cmd, o)
@@ -72,6 +73,8 @@ that crashed: --boot -1.`,
 	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding at or above this severity is seen: info, warning or error")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "initcall duration above which slow-init is reported")
 	f.IntVar(&o.top, "top", 10, "how many of the slowest initcalls to list")
+	cmd.AddCommand(newBootDiffCmd())
+	f.StringSliceVar(&o.expect, "expect", nil, "assert the booted state, e.g. cpus=2 (CPUs online); a failed assertion is an error finding (keys: "+strings.Join(boot.ExpectKeys, ", ")+")")
 	return cmd
 }
 
@@ -85,6 +88,14 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 	}
 	if !slices.Contains(boot.Formats, o.format) {
 		return &exitError{exitFailure, fmt.Errorf("--format: unknown format %q (want %s)", o.format, strings.Join(boot.Formats, ", "))}
+	}
+	var expect []boot.Expectation
+	for _, s := range o.expect {
+		e, err := boot.ParseExpectation(s)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--expect: %w", err)}
+		}
+		expect = append(expect, e)
 	}
 	in := boot.Input{}
 	if o.root != "" {
@@ -114,25 +125,12 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		defer journal.Process.Kill()
 		in.Log, in.LogName = out, "journalctl -k -b "+o.bootN
 	} else if len(o.from) > 0 {
-		for _, p := range o.from {
-			r, closeFn, err := openFrom(p)
-			if err != nil {
-				return &exitError{exitFailure, fmt.Errorf("--from %s: %w", p, err)}
-			}
-			defer closeFn()
-			// A trace says so near its start ("# tracer:" header, or its
-			// first initcall events): look at the first MiB only.
-			br := bufio.NewReaderSize(r, 1<<20)
-			head, _ := br.Peek(1 << 20)
-			isTrace := bytes.Contains(head, []byte("# tracer:")) || bytes.Contains(head, []byte(": initcall_start: "))
-			switch {
-			case isTrace && in.Trace == nil:
-				in.Trace, in.TraceName = br, p
-			case !isTrace && in.Log == nil:
-				in.Log, in.LogName = br, p
-			default:
-				return &exitError{exitFailure, fmt.Errorf("--from %s: already have a %s; give at most one kernel log and one trace", p, map[bool]string{true: "trace", false: "kernel log"}[isTrace])}
-			}
+		closers, err := fromInput(o.from, &in)
+		for _, c := range closers {
+			defer c()
+		}
+		if err != nil {
+			return err
 		}
 	} else {
 		if in.Root == nil {
@@ -151,7 +149,7 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		}
 	}
 
-	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top})
+	rep, err := boot.Analyze(in, boot.Options{Slow: o.slow, Top: o.top, Expect: expect})
 	if journal != nil {
 		if err != nil {
 			journal.Process.Kill() // stopped reading: journalctl may be blocked writing
@@ -201,6 +199,33 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 		return &exitError{code: exitFindings}
 	}
 	return nil
+}
+
+// fromInput opens --from files into in: at most one kernel log and one
+// trace, told apart by their content.
+func fromInput(paths []string, in *boot.Input) ([]func() error, error) {
+	var closers []func() error
+	for _, p := range paths {
+		r, closeFn, err := openFrom(p)
+		if err != nil {
+			return closers, &exitError{exitFailure, fmt.Errorf("--from %s: %w", p, err)}
+		}
+		closers = append(closers, closeFn)
+		// A trace says so near its start ("# tracer:" header, or its
+		// first initcall events): look at the first MiB only.
+		br := bufio.NewReaderSize(r, 1<<20)
+		head, _ := br.Peek(1 << 20)
+		isTrace := bytes.Contains(head, []byte("# tracer:")) || bytes.Contains(head, []byte(": initcall_start: "))
+		switch {
+		case isTrace && in.Trace == nil:
+			in.Trace, in.TraceName = br, p
+		case !isTrace && in.Log == nil:
+			in.Log, in.LogName = br, p
+		default:
+			return closers, &exitError{exitFailure, fmt.Errorf("--from %s: already have a %s; give at most one kernel log and one trace", p, map[bool]string{true: "trace", false: "kernel log"}[isTrace])}
+		}
+	}
+	return closers, nil
 }
 
 // openFrom opens a --from file for reading with a bound: a regular file or

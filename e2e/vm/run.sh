@@ -4,7 +4,7 @@
 #
 #   e2e/vm/run.sh --vmdir build/vm --payload DIR --script GUEST.sh
 #                 [--append "extra kernel args"] [--timeout SECONDS (120)]
-#                 [--mem MiB (1024)] [--kmod NAME]... [--log FILE]
+#                 [--mem MiB (1024)] [--smp N (2)] [--kmod NAME]... [--log FILE]
 #
 #   --payload DIR  copied to /payload in the guest (binaries must be static)
 #   --script FILE  becomes /payload/guest.sh, run as `sh /payload/guest.sh`
@@ -12,6 +12,7 @@
 #                  /payload/modules/*.ko unless the payload has its own
 #   --kmod NAME    add a module shipped with the kernel (and its deps) under
 #                  /lib/modules/KVER so `modprobe NAME` works in the guest
+#   --smp N        vCPUs of the guest (default 2)
 #   --log FILE     also save the console output (CRs stripped) to FILE
 #   --accel tcg|kvm  default tcg, or $KT_VM_ACCEL (kvm uses -cpu host)
 #   --reboot       let a guest reboot or panic restart the guest in the same
@@ -54,7 +55,7 @@ PROG=run.sh
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 die() { echo "$PROG: $*" >&2; exit 2; }
 
-VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 LOG='' KMODS=() REBOOT='' HOSTFWD=() DISK=''
+VMDIR='' PAYLOAD='' SCRIPT='' APPEND='' TIMEOUT=120 MEM=1024 SMP=2 LOG='' KMODS=() REBOOT='' HOSTFWD=() DISK=''
 ACCEL=${KT_VM_ACCEL:-tcg}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -64,6 +65,7 @@ while [ $# -gt 0 ]; do
 	--append) APPEND=$2; shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--mem) MEM=$2; shift 2 ;;
+	--smp) SMP=$2; shift 2 ;;
 	--kmod) KMODS+=("$2"); shift 2 ;;
 	--log) LOG=$2; shift 2 ;;
 	--reboot) REBOOT=1; shift ;;
@@ -76,6 +78,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$VMDIR" ] && [ -n "$SCRIPT" ] || usage
 [ -s "$VMDIR/vmlinuz" ] && [ -s "$VMDIR/KVER" ] || die "$VMDIR has no vmlinuz/KVER: run e2e/vm/setup.sh $VMDIR first"
+case $SMP in '' | *[!0-9]* | 0) die "--smp wants a positive count, not $SMP" ;; esac
 [ -f "$SCRIPT" ] || die "no guest script $SCRIPT"
 [ -z "$PAYLOAD" ] || [ -d "$PAYLOAD" ] || die "payload $PAYLOAD is not a directory"
 VMDIR=$(cd "$VMDIR" && pwd)
@@ -205,7 +208,7 @@ DRIVE=()
 set +e
 # shellcheck disable=SC2086
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
-	-machine q35 -accel "$ACCEL" -cpu "$CPU" -m "$MEM" -smp 2 \
+	-machine q35 -accel "$ACCEL" -cpu "$CPU" -m "$MEM" -smp "$SMP" \
 	-display none -vga none -monitor none -serial stdio $REBOOTOPT "${NIC[@]}" "${DRIVE[@]}" \
 	-kernel "$VMDIR/vmlinuz" -initrd "$WORK/initrd.gz" \
 	-append "$CMDLINE" </dev/null | tr -d '\r' | tee "$OUT"
