@@ -252,12 +252,19 @@ func buildID(f *elf.File) string {
 	if err != nil {
 		return ""
 	}
-	bo := f.ByteOrder
+	return BuildIDFromNotes(data, f.ByteOrder)
+}
+
+// BuildIDFromNotes finds the GNU build-id in the bytes of an ELF note
+// section: a module file's .note.gnu.build-id, or the kernel's copy of it
+// for a loaded module, /sys/module/NAME/notes/.note.gnu.build-id. It
+// returns "" when there is none or the notes are malformed.
+func BuildIDFromNotes(data []byte, bo binary.ByteOrder) string {
 	for len(data) >= 12 {
 		namesz, descsz, typ := bo.Uint32(data), bo.Uint32(data[4:]), bo.Uint32(data[8:])
 		nameEnd := 12 + align4(uint64(namesz))
 		descEnd := nameEnd + align4(uint64(descsz))
-		if descEnd > uint64(len(data)) {
+		if descEnd > uint64(len(data)) || uint64(12+namesz) > uint64(len(data)) {
 			return ""
 		}
 		name := strings.TrimRight(string(data[12:12+namesz]), "\x00")

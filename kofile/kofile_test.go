@@ -3,6 +3,7 @@ package kofile
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -258,5 +259,26 @@ func TestLocateBookworm(t *testing.T) {
 	m, err := Open(p)
 	if err != nil || m.Name != "crc7" {
 		t.Fatalf("%s: %v", p, err)
+	}
+}
+
+// The kernel keeps a loaded module's notes in sysfs as the raw section
+// bytes; they give the same build-id as the file.
+func TestBuildIDFromNotes(t *testing.T) {
+	m, err := Open("testdata/kt_timebomb.ko")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := m.ELF.Section(".note.gnu.build-id").Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := BuildIDFromNotes(data, binary.LittleEndian); got != m.BuildID || got == "" {
+		t.Errorf("BuildIDFromNotes = %q, file says %q", got, m.BuildID)
+	}
+	for _, bad := range [][]byte{nil, data[:11], data[:20]} {
+		if got := BuildIDFromNotes(bad, binary.LittleEndian); got != "" {
+			t.Errorf("BuildIDFromNotes(%d bytes) = %q, want none", len(bad), got)
+		}
 	}
 }
