@@ -47,6 +47,10 @@ type Module struct {
 	sorted   bool
 	live     bool // init returned success: init text is freed or about to be
 	reported bool // module_load event emitted
+	// recovered: loaded before this session; the startup audit (or the
+	// daemon's state) supplied its layout and names, from origin.
+	recovered bool
+	origin    string
 }
 
 func newModule(e *Record) *Module {

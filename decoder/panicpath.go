@@ -35,6 +35,15 @@ func (a *Analyzer) where(addr uint64) (text, module string) {
 	return fn, ""
 }
 
+// unowned says so when an address could not be named: no module, live or
+// recovered, and not the kernel owns that memory any more.
+func unowned(text string) string {
+	if strings.HasPrefix(text, "0x") {
+		return text + " (memory no module and not the kernel owns: freed, or never mapped)"
+	}
+	return text
+}
+
 // blame picks the module to attribute a failure to: the faulting code's
 // owner, else the caller's.
 func (a *Analyzer) blame(ev *Event, ip, caller uint64) (ipText, callerText string) {
@@ -58,16 +67,16 @@ func (a *Analyzer) oops(r *Record, out []Event) []Event {
 	switch o.Kind {
 	case uint32(bpf.KtOopsKindOOPS_PAGE_FAULT):
 		ev.Reason = "page fault"
-		what = fmt.Sprintf("BUG: unable to handle page fault for address 0x%x (%s) in %s", o.Address, pageFaultCode(o.ErrorCode), ip)
+		what = fmt.Sprintf("BUG: unable to handle page fault for address 0x%x (%s) in %s", o.Address, pageFaultCode(o.ErrorCode), unowned(ip))
 	default:
 		ev.Reason = cString(o.What[:])
-		what = fmt.Sprintf("%s in %s", ev.Reason, ip)
+		what = fmt.Sprintf("%s in %s", ev.Reason, unowned(ip))
 		if o.Kind == uint32(bpf.KtOopsKindOOPS_GP) && o.Address != 0 {
 			what += fmt.Sprintf(" (address 0x%x)", o.Address)
 		}
 	}
 	if caller != "" {
-		what += ", called from " + caller
+		what += ", called from " + unowned(caller)
 	}
 	return append(out, finding(ev, RuleOops, 0, fmt.Sprintf(
 		"%s; task %s was killed and the kernel is tainted: whatever it held (locks, references) stays held", what, ev.Task)))
