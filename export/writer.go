@@ -79,6 +79,7 @@ type jsonLine struct {
 	Caller            string `json:"caller,omitempty"`
 	Reason            string `json:"reason,omitempty"`
 	Task              string `json:"task,omitempty"`
+	Source            string `json:"source,omitempty"`
 	CrashKernelLoaded *bool  `json:"crash_kernel_loaded,omitempty"`
 	Rule              string `json:"rule,omitempty"`
 	Severity          string `json:"severity,omitempty"`
@@ -112,6 +113,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		Caller:            ev.Caller,
 		Reason:            ev.Reason,
 		Task:              ev.Task,
+		Source:            ev.Source,
 		CrashKernelLoaded: ev.CrashKernelLoaded,
 	}
 	if ev.Address != 0 {
@@ -120,7 +122,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 	switch ev.Kind {
 	case decoder.KindInitcall, decoder.KindModuleInitFailed:
 		l.Ret = &ev.Ret
-	case decoder.KindModuleLoad:
+	case decoder.KindModuleLoad, decoder.KindModuleAlreadyLoaded:
 		l.Symbols = &ev.Symbols
 	case decoder.KindFinding:
 		l.Rule, l.Severity, l.Message = string(ev.Rule), ev.Severity.String(), ev.Message
@@ -215,7 +217,20 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 	case decoder.KindModuleFree:
 		_, err = fmt.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
 	case decoder.KindFinding:
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+		rule := string(ev.Rule)
+		if ev.Source != "" {
+			rule += " [" + ev.Source + "]"
+		}
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), rule, ev.Message)
+	case decoder.KindModuleAlreadyLoaded:
+		what := fmt.Sprintf("already loaded [%s]: %d symbols", ev.Source, ev.Symbols)
+		if ev.Location != "" {
+			what += " from " + ev.Location
+		}
+		if ev.Reason != "" {
+			what += "; " + ev.Reason
+		}
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s\n", ts, mod, what)
 	case decoder.KindCrashKexec, decoder.KindEmergencyRestart:
 		state := "unknown"
 		if ev.CrashKernelLoaded != nil {
@@ -223,7 +238,11 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 		}
 		_, err = fmt.Fprintf(t.w, "%s %-16s %s (crash kernel %s)\n", ts, "kernel", ev.Kind, state)
 	case decoder.KindInitPointerIgnored:
-		_, err = fmt.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
+		src := ""
+		if ev.Source != "" {
+			src = " [" + ev.Source + "]"
+		}
+		_, err = fmt.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s%s\n", ts, mod, ev.Location, ev.Function, ev.Reason, src)
 	}
 	return err
 }

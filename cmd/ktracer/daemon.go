@@ -292,6 +292,13 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	s.addSink(metrics.Observe)
 	s.addSink(logEvent)
+	initState := newInitState(o.stateDir, log)
+	s.addSink(func(ev *decoder.Event) error {
+		if ev.Kind == decoder.KindModuleLive || ev.Kind == decoder.KindModuleFree {
+			initState.save(s.an)
+		}
+		return nil
+	})
 
 	var atCleanStop []func() error
 	start := &daemonStart{Options: o, Metrics: metrics, Registry: reg, Log: log,
@@ -313,6 +320,16 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	readDone := make(chan error, 1)
 	go func() {
 		defer reading.Store(false)
+		// On this goroutine: the analyzer is not shared.
+		if o.startupAudit {
+			line, err := s.startupAudit(initState.load())
+			if err != nil {
+				log.Warn("startup audit failed; continuing with live tracing", "error", err)
+			} else {
+				log.Info(line)
+			}
+			initState.save(s.an)
+		}
 		readDone <- s.t.Read(ctx, func(raw []byte) error {
 			err := s.handle(raw)
 			st := s.an.Stats()
