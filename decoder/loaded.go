@@ -105,6 +105,16 @@ func (a *Analyzer) AddLoaded(lm *LoadedModule, out []Event) []Event {
 	if ev.Reason == "" {
 		ev.Reason = lm.Note
 	}
+	// Its init function, by its own name (module_init's alias,
+	// init_module, is at the same address): proof the names are back.
+	for _, s := range lm.Symbols {
+		if s.Name == "init_module" && m.InitText.Contains(s.Addr) {
+			if name, off, ok := m.Function(s.Addr); ok {
+				ev.Function = symbolString(name, off)
+			}
+			break
+		}
+	}
 	out = append(out, ev)
 
 	for _, c := range lm.Memory {

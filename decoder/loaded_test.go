@@ -97,7 +97,7 @@ func TestRestartKeepsInitNames(t *testing.T) {
 	lm.Origin = "the daemon's state"
 	second := NewAnalyzer(Config{Kernel: loadKallsyms(t)})
 	evs := second.AddLoaded(&lm, nil)
-	if len(evs) != 1 || evs[0].Kind != KindModuleAlreadyLoaded || evs[0].Source != SourceStartupAudit {
+	if len(evs) != 1 || evs[0].Kind != KindModuleAlreadyLoaded || evs[0].Source != SourceStartupAudit || evs[0].Function != "kt_timebomb_init" {
 		t.Fatalf("AddLoaded events = %+v", evs)
 	}
 	var got []Event
