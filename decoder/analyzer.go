@@ -50,6 +50,7 @@ type Analyzer struct {
 	byTask  map[uint32]*Module // tid -> module being initialized by it
 	stats   Stats
 	audit   AuditStats
+	loaded  map[string]*Module // by name: modules added by AddLoaded
 }
 
 // NewAnalyzer returns an Analyzer with the given rules configuration.

@@ -117,16 +117,50 @@ func (a *Analyzer) AddLoaded(lm *LoadedModule, out []Event) []Event {
 	}
 	out = append(out, ev)
 
+	if a.loaded == nil {
+		a.loaded = map[string]*Module{}
+	}
+	a.loaded[m.Name] = m
+	return out
+}
+
+// ScanLoaded scans a module added by AddLoaded for words of its persistent
+// data pointing into its former init text. Call it once every module
+// already loaded has been added: a word pointing into memory a later module
+// now owns is still a stale pointer, and the finding says whose code a call
+// through it would run.
+func (a *Analyzer) ScanLoaded(lm *LoadedModule, out []Event) []Event {
+	m := a.loaded[lm.Name]
+	if m == nil || lm.InitText.Size == 0 || lm.NoInitNames != "" {
+		return out
+	}
+	current := m.InitText
+	// Judge with the recovered range and names, whoever owns it now.
+	m.InitText = lm.InitText
+	defer func() { m.InitText = current }()
 	for _, c := range lm.Memory {
 		for off := 0; off+8 <= len(c.Bytes); off += 8 {
 			a.audit.WordsScanned++
 			v := le64(c.Bytes[off:])
-			if !m.InitText.Contains(v) {
+			if !lm.InitText.Contains(v) {
 				continue
 			}
 			a.audit.InitPointers++
-			pe := Event{Kind: KindFinding, Module: m.Name, Source: SourceStartupAudit}
+			pe := Event{Kind: KindFinding, Module: m.Name, Source: SourceStartupAudit, MonoNS: 0}
+			n := len(out)
 			out = a.judgeInitPointer(pe, m, c.Base+uint64(off), v, out)
+			if current.Size != 0 || len(out) == n || out[n].Kind != KindFinding {
+				continue
+			}
+			// Reused since: name what the pointer now leads to.
+			now := "memory no module owns"
+			for _, o := range a.modules {
+				if o != m && (o.Text.Contains(v) || o.InitText.Contains(v)) {
+					now = a.function(o, v) + " [" + o.Name + "]"
+					break
+				}
+			}
+			out[n].Message += fmt.Sprintf("; that memory has been reused since (now %s): a call through the pointer runs that code instead of faulting", now)
 		}
 	}
 	return out

@@ -180,6 +180,7 @@ func TestAddLoadedScansData(t *testing.T) {
 
 	a := NewAnalyzer(Config{})
 	evs := a.AddLoaded(&lm, nil)
+	evs = a.ScanLoaded(&lm, evs)
 	var f, ignored []Event
 	for _, ev := range evs {
 		switch ev.Kind {
@@ -226,6 +227,18 @@ func TestAddLoadedReclaim(t *testing.T) {
 			t.Errorf("freed-init-call in memory a later module owns: %+v", ev)
 		}
 	}
+	// The audit scans with the recovered range: the pointer is reported,
+	// with whose code it now leads to.
+	lm.Memory = []MemoryChunk{{Section: ".data", Base: globalOpsOf(t, first), Bytes: le(helperOf(t, first))}}
+	var f []Event
+	for _, ev := range a.ScanLoaded(&lm, nil) {
+		if ev.Kind == KindFinding {
+			f = append(f, ev)
+		}
+	}
+	if len(f) != 1 || !strings.Contains(f[0].Message, "reused since (now") || !strings.Contains(f[0].Message, "[later]") {
+		t.Errorf("scan after reuse: %+v", f)
+	}
 	// A module without a name source says why, and its init text is not
 	// claimed.
 	none := LoadedModule{Name: "nofile", Addr: 0xffffffffc2000000, NoInitNames: "no file"}
@@ -233,4 +246,24 @@ func TestAddLoadedReclaim(t *testing.T) {
 	if len(evs) != 1 || evs[0].Reason != "no file" {
 		t.Errorf("AddLoaded(nofile) = %+v", evs)
 	}
+}
+
+func symAddr(t *testing.T, a *Analyzer, name string) uint64 {
+	tb := byName(a, "kt_timebomb")
+	for i := range tb.syms {
+		if tb.name(&tb.syms[i]) == name {
+			return tb.syms[i].value
+		}
+	}
+	t.Fatalf("no %s in the capture", name)
+	return 0
+}
+
+func globalOpsOf(t *testing.T, a *Analyzer) uint64 { return symAddr(t, a, "global_ops") }
+func helperOf(t *testing.T, a *Analyzer) uint64    { return symAddr(t, a, "kt_init_helper") }
+
+func le(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.LittleEndian.PutUint64(b, v)
+	return b
 }

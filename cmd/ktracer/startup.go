@@ -38,15 +38,26 @@ func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
 		res.Notes = append(res.Notes, "data not scanned: "+memErr.Error())
 	}
 	now := monoNow()
-	for i := range res.Modules {
-		s.events = s.an.AddLoaded(&res.Modules[i], s.events[:0])
+	emit := func() error {
 		for j := range s.events {
 			s.events[j].MonoNS = now
 		}
-		if err := s.emit(s.events); err != nil {
+		return s.emit(s.events)
+	}
+	for i := range res.Modules {
+		s.events = s.an.AddLoaded(&res.Modules[i], s.events[:0])
+		if err := emit(); err != nil {
 			return "", err
 		}
+	}
+	// Once all are in: a word pointing into memory a later module took is
+	// reported with what it now leads to.
+	for i := range res.Modules {
+		s.events = s.an.ScanLoaded(&res.Modules[i], s.events[:0])
 		res.Modules[i].Memory = nil
+		if err := emit(); err != nil {
+			return "", err
+		}
 	}
 	st := s.an.AuditStats()
 	line := fmt.Sprintf("startup audit: %d modules already loaded, %d with their __init names, %d KiB of data scanned, %d words into former init text, %d dangling-init-pointer, in %s",
