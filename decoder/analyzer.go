@@ -296,7 +296,7 @@ func (a *Analyzer) execFault(r *Record, out []Event) []Event {
 			a.stats.OtherExecFaults++ // mapped code: not a freed-init call
 			return out
 		}
-		if m.live && m.InitText.Contains(addr) {
+		if m.live && m.freedInit(addr) {
 			owner = m
 		}
 	}

@@ -131,13 +131,9 @@ func (a *Analyzer) AddLoaded(lm *LoadedModule, out []Event) []Event {
 // through it would run.
 func (a *Analyzer) ScanLoaded(lm *LoadedModule, out []Event) []Event {
 	m := a.loaded[lm.Name]
-	if m == nil || lm.InitText.Size == 0 || lm.NoInitNames != "" {
+	if m == nil || m.InitText.Size == 0 || lm.NoInitNames != "" {
 		return out
 	}
-	current := m.InitText
-	// Judge with the recovered range and names, whoever owns it now.
-	m.InitText = lm.InitText
-	defer func() { m.InitText = current }()
 	for _, c := range lm.Memory {
 		for off := 0; off+8 <= len(c.Bytes); off += 8 {
 			a.audit.WordsScanned++
@@ -149,13 +145,13 @@ func (a *Analyzer) ScanLoaded(lm *LoadedModule, out []Event) []Event {
 			pe := Event{Kind: KindFinding, Module: m.Name, Source: SourceStartupAudit, MonoNS: 0}
 			n := len(out)
 			out = a.judgeInitPointer(pe, m, c.Base+uint64(off), v, out)
-			if current.Size != 0 || len(out) == n || out[n].Kind != KindFinding {
+			if !m.isReused(v) || len(out) == n || out[n].Kind != KindFinding {
 				continue
 			}
 			// Reused since: name what the pointer now leads to.
 			now := "memory no module owns"
 			for _, o := range a.modules {
-				if o != m && (o.Text.Contains(v) || o.InitText.Contains(v)) {
+				if o != m && (o.Text.Contains(v) || o.freedInit(v)) {
 					now = a.function(o, v) + " [" + o.Name + "]"
 					break
 				}
@@ -176,8 +172,15 @@ func le64(b []byte) uint64 {
 // blamed on the old owner.
 func (a *Analyzer) reclaim(m *Module) {
 	for _, old := range a.modules {
-		if old != m && old.live && m.overlaps(old.InitText) {
-			old.InitText = Range{}
+		if old == m || !old.live {
+			continue
+		}
+		for _, r := range m.intersections(old.InitText) {
+			if len(old.reused) == maxReused {
+				old.InitText, old.reused = Range{}, nil
+				break
+			}
+			old.reused = append(old.reused, r)
 		}
 	}
 }

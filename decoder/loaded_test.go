@@ -227,6 +227,26 @@ func TestAddLoadedReclaim(t *testing.T) {
 			t.Errorf("freed-init-call in memory a later module owns: %+v", ev)
 		}
 	}
+	// A later module that took only part of the freed init text ends the
+	// claim on that part only.
+	part := NewAnalyzer(Config{Kernel: loadKallsyms(t)})
+	helper := helperOf(t, first)
+	partial := LoadedModule{Name: "partial", Addr: 0xffffffffc1100000, Data: [3]Range{{helper + 0x100, 0x100}}}
+	lm2 := asLoaded(byName(first, "kt_timebomb"))
+	part.AddLoaded(&lm2, nil)
+	part.AddLoaded(&partial, nil)
+	var calls int
+	for _, raw := range rest {
+		evs, _ := part.Handle(raw, nil)
+		for _, ev := range evs {
+			if ev.Rule == RuleFreedInitCall && ev.Function == "kt_init_helper" {
+				calls++
+			}
+		}
+	}
+	if calls != 1 {
+		t.Errorf("partial reuse: %d freed-init-calls at kt_init_helper, want 1", calls)
+	}
 	// The audit scans with the recovered range: the pointer is reported,
 	// with whose code it now leads to.
 	lm.Memory = []MemoryChunk{{Section: ".data", Base: globalOpsOf(t, first), Bytes: le(helperOf(t, first))}}

@@ -15,7 +15,7 @@ import (
 // owner is the module whose code (or freed init code) holds addr.
 func (a *Analyzer) owner(addr uint64) *Module {
 	for _, m := range a.modules {
-		if m.Text.Contains(addr) || m.InitText.Contains(addr) {
+		if m.Text.Contains(addr) || m.freedInit(addr) {
 			return m
 		}
 	}

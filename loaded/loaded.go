@@ -207,6 +207,9 @@ func (o *Options) recoverOne(name string, kallsyms func() map[string][]decoder.M
 		if st.Name == name && st.Addr == lm.Addr && st.Addr != 0 && st.InitText.Size != 0 &&
 			(secs[".init.text"] == 0 || st.InitText.Contains(secs[".init.text"])) {
 			lm.InitText = st.InitText
+			if lm.Data == ([3]decoder.Range{}) {
+				lm.Data = st.Data // captured at load: the later modules' reuse is judged by it
+			}
 			lm.Symbols = append(lm.Symbols, st.Symbols...)
 			lm.Origin = "the daemon's state"
 			lm.Note = problem
@@ -303,29 +306,59 @@ func kind(sec kofile.Section, s kofile.Symbol) byte {
 }
 
 // fromKallsyms names a module's live code from kallsyms when its file is
-// not usable. Its text runs from the first text symbol to the end of the
-// last one's page (module text is page-aligned and so is what follows it),
-// or to the next non-text section sysfs shows, whichever comes first.
+// not usable. Its text starts at the lowest core text section sysfs shows
+// and ends at the next section that is not core text, or at the end of the
+// page of its last text symbol there, whichever comes first. (kallsyms may
+// still list a global __init function at its freed address: that is not
+// core text.)
 func fromKallsyms(lm *decoder.LoadedModule, syms []decoder.ModuleSymbol, secs map[string]uint64) {
-	var lo, hi uint64
-	for _, s := range syms {
-		if s.Kind == 't' || s.Kind == 'T' {
-			if lo == 0 || s.Addr < lo {
-				lo = s.Addr
-			}
-			hi = max(hi, s.Addr)
-		}
-	}
-	if lo != 0 {
-		end := (hi + 4096) &^ 4095
-		for name, a := range secs {
-			if !strings.Contains(name, "text") && a > hi && a < end {
-				end = a
-			}
-		}
-		lm.Text = decoder.Range{Base: lo, Size: end - lo}
-	}
 	lm.Symbols = append(lm.Symbols, syms...)
+	var lo, hiSec uint64
+	for name, a := range secs {
+		if isCoreText(name) && a != 0 {
+			if lo == 0 || a < lo {
+				lo = a
+			}
+			hiSec = max(hiSec, a)
+		}
+	}
+	if lo == 0 {
+		// No sysfs: the span of its text symbols, to the end of the page.
+		var hi uint64
+		for _, s := range syms {
+			if s.Kind == 't' || s.Kind == 'T' {
+				if lo == 0 || s.Addr < lo {
+					lo = s.Addr
+				}
+				hi = max(hi, s.Addr)
+			}
+		}
+		if lo != 0 {
+			lm.Text = decoder.Range{Base: lo, Size: (hi+4096)&^4095 - lo}
+		}
+		return
+	}
+	next := ^uint64(0)
+	for name, a := range secs {
+		if !isCoreText(name) && a > hiSec && a < next {
+			next = a
+		}
+	}
+	last := hiSec
+	for _, s := range syms {
+		if (s.Kind == 't' || s.Kind == 'T') && s.Addr >= lo && s.Addr < next {
+			last = max(last, s.Addr)
+		}
+	}
+	end := min(next, (last+4096)&^4095)
+	lm.Text = decoder.Range{Base: lo, Size: end - lo}
+}
+
+// isCoreText tells a section of code that stays after init by its name
+// (.text, .text.unlikely, .exit.text, .noinstr.text...): what the kernel
+// keeps in the module's core text.
+func isCoreText(name string) bool {
+	return strings.Contains(name, "text") && !strings.HasPrefix(name, ".init")
 }
 
 type span struct{ r decoder.Range }
