@@ -45,6 +45,8 @@ type line struct {
 	Reason     string `json:"reason"`
 	Task       string `json:"task"`
 	Caller     string `json:"caller"`
+	Source     string `json:"source"`
+	Symbols    *int   `json:"symbols"`
 	Hooks      []struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
