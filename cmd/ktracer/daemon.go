@@ -177,7 +177,7 @@ format). Every event and finding is logged as one structured line to stderr
 	f.StringVar(&o.logLevel, "log.level", "info", "least severe log level written: debug, info, warn or error")
 	f.StringVar(&o.logFile, "log.file", "", "write the log to this file instead of stderr; SIGHUP reopens it")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "init duration above which slow-init is reported")
-	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history here (panic-loop detection); empty: do not")
+	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history (panic-loop detection) and the __init names of modules loaded while running (init-symbols.json, read back after a restart) here; empty: do not")
 	f.IntVar(&o.maxModules, "metrics.max-modules", export.DefaultMaxModules, "distinct module label values; further modules are counted as module=\"other\"")
 	addTraceFlags(f, &o.traceOptions)
 	return cmd

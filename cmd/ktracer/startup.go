@@ -60,8 +60,8 @@ func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
 		}
 	}
 	st := s.an.AuditStats()
-	line := fmt.Sprintf("startup audit: %d modules already loaded, %d with their __init names, %d KiB of data scanned, %d words into former init text, %d dangling-init-pointer, in %s",
-		st.Modules, st.InitNamed, res.Scanned>>10, st.InitPointers, st.DanglingFound, time.Since(t0).Round(time.Millisecond))
+	line := fmt.Sprintf("startup audit: %d modules already loaded, %d with their __init names, %d bytes of data scanned, %d words into former init text, %d dangling-init-pointer, in %s",
+		st.Modules, st.InitNamed, res.Scanned, st.InitPointers, st.DanglingFound, time.Since(t0).Round(time.Millisecond))
 	for _, n := range res.Notes {
 		line += "; " + n
 	}
