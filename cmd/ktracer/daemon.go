@@ -322,11 +322,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		defer reading.Store(false)
 		// On this goroutine: the analyzer is not shared.
 		if o.startupAudit {
-			line, err := s.startupAudit(initState.load())
+			line, findings, err := s.startupAudit(initState.load())
 			if err != nil {
 				log.Warn("startup audit failed; continuing with live tracing", "error", err)
 			} else {
 				log.Info(line)
+				// ktracer_startup_findings{source="startup-audit"}: a
+				// restart must not count the same finding again.
+				metrics.SetStartupFindings(decoder.SourceStartupAudit, findings)
 			}
 			initState.save(s.an)
 		}

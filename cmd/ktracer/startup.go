@@ -15,12 +15,12 @@ import (
 // first; it must run before reading starts, on the goroutine that will
 // read. state is the daemon's record of this boot, or nil. It returns one
 // line saying what was done, for stderr or the log.
-func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
+func (s *session) startupAudit(state []decoder.LoadedModule) (string, []*decoder.Event, error) {
 	t0 := time.Now()
 	opts := loaded.Options{Root: "/", State: state}
 	rel, err := loaded.KernelRelease("/")
 	if err != nil {
-		return "", fmt.Errorf("startup audit: %w", err)
+		return "", nil, fmt.Errorf("startup audit: %w", err)
 	}
 	opts.KernelRelease = rel
 	mem, memErr := tracer.OpenKernelMemory()
@@ -32,22 +32,27 @@ func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
 		mem.Close()
 	}
 	if err != nil {
-		return "", fmt.Errorf("startup audit: %w", err)
+		return "", nil, fmt.Errorf("startup audit: %w", err)
 	}
 	if memErr != nil {
 		res.Notes = append(res.Notes, "data not scanned: "+memErr.Error())
 	}
 	now := monoNow()
+	var findings []*decoder.Event
 	emit := func() error {
 		for j := range s.events {
 			s.events[j].MonoNS = now
+			if s.events[j].Kind == decoder.KindFinding {
+				f := s.events[j]
+				findings = append(findings, &f)
+			}
 		}
 		return s.emit(s.events)
 	}
 	for i := range res.Modules {
 		s.events = s.an.AddLoaded(&res.Modules[i], s.events[:0])
 		if err := emit(); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	// Once all are in: a word pointing into memory a later module took is
@@ -56,7 +61,7 @@ func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
 		s.events = s.an.ScanLoaded(&res.Modules[i], s.events[:0])
 		res.Modules[i].Memory = nil
 		if err := emit(); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	st := s.an.AuditStats()
@@ -65,7 +70,7 @@ func (s *session) startupAudit(state []decoder.LoadedModule) (string, error) {
 	for _, n := range res.Notes {
 		line += "; " + n
 	}
-	return line, nil
+	return line, findings, nil
 }
 
 // initState keeps the daemon's init-symbols state file (loaded.StateFile)

@@ -78,7 +78,7 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 	}
 	s.addSink(out.Write)
 	if o.startupAudit {
-		line, err := s.startupAudit(nil)
+		line, _, err := s.startupAudit(nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ktracer:", err)
 		} else {
