@@ -312,7 +312,11 @@ func kind(sec kofile.Section, s kofile.Symbol) byte {
 // still list a global __init function at its freed address: that is not
 // core text.)
 func fromKallsyms(lm *decoder.LoadedModule, syms []decoder.ModuleSymbol, secs map[string]uint64) {
-	lm.Symbols = append(lm.Symbols, syms...)
+	for _, s := range syms {
+		if !kofile.IsPadding(s.Name) { // __pfx_/__cfi_: never a function's name
+			lm.Symbols = append(lm.Symbols, s)
+		}
+	}
 	var lo, hiSec uint64
 	for name, a := range secs {
 		if isCoreText(name) && a != 0 {
