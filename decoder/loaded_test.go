@@ -287,3 +287,22 @@ func le(v uint64) []byte {
 	binary.LittleEndian.PutUint64(b, v)
 	return b
 }
+
+// kallsyms lines of modules, as the 6.1 VM printed them: the module's live
+// names by module; core-kernel lines are left to ParseKallsyms.
+func TestParseModuleKallsyms(t *testing.T) {
+	text := "ffffffffc04fd000 t kt_trigger_set\t[kt_tablebomb]\n" +
+		"ffffffffc04ff3c0 b kt_table\t[kt_tablebomb]\n" +
+		"ffffffffc0502000 t kt_good_exit\t[kt_good]\n" +
+		"ffffffff81000000 T _stext\n"
+	got, err := ParseModuleKallsyms(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(got["kt_tablebomb"]) != 2 || got["kt_tablebomb"][1] != (ModuleSymbol{Name: "kt_table", Addr: 0xffffffffc04ff3c0, Kind: 'b'}) {
+		t.Errorf("got %+v", got)
+	}
+	if _, err := ParseModuleKallsyms(strings.NewReader("0000000000000000 t a\t[m]\n")); err == nil {
+		t.Error("all-zero addresses accepted")
+	}
+}
