@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 type KernelMemory struct {
 	prog *ebpf.Program
 	buf  *ebpf.Map
+	mem  *ebpf.Memory // the buffer, mapped; nil: copy it out with Lookup
 	val  bpf.KmemKmemChunk
 }
 
@@ -42,7 +44,11 @@ func OpenKernelMemory() (*KernelMemory, error) {
 		}
 		return nil, fmt.Errorf("load the kernel-memory reader: %w", err)
 	}
-	return &KernelMemory{prog: objs.KmemRead, buf: objs.KmemBuf}, nil
+	k := &KernelMemory{prog: objs.KmemRead, buf: objs.KmemBuf}
+	if mem, err := objs.KmemBuf.Memory(); err == nil {
+		k.mem = mem
+	}
+	return k, nil
 }
 
 // Read fills b with the kernel memory at addr, in chunks. Memory that is
@@ -56,6 +62,19 @@ func (k *KernelMemory) Read(addr uint64, b []byte) error {
 				return fmt.Errorf("run the kernel-memory reader (BPF_PROG_TEST_RUN of raw_tp needs Linux 5.10): %w", err)
 			}
 			return fmt.Errorf("run the kernel-memory reader: %w", err)
+		}
+		if k.mem != nil {
+			var e [8]byte
+			if _, err := k.mem.ReadAt(e[:], 0); err != nil {
+				return fmt.Errorf("read the kernel-memory buffer: %w", err)
+			}
+			if rc := int64(binary.LittleEndian.Uint64(e[:])); rc != 0 {
+				return fmt.Errorf("read %d bytes at 0x%x: %w", n, a, syscall.Errno(-rc))
+			}
+			if _, err := k.mem.ReadAt(b[off:off+n], 8); err != nil {
+				return fmt.Errorf("read the kernel-memory buffer: %w", err)
+			}
+			continue
 		}
 		if err := k.buf.Lookup(uint32(0), &k.val); err != nil {
 			return fmt.Errorf("read the kernel-memory buffer: %w", err)
