@@ -127,8 +127,8 @@ func (a *Analyzer) AddLoaded(lm *LoadedModule, out []Event) []Event {
 // ScanLoaded scans a module added by AddLoaded for words of its persistent
 // data pointing into its former init text. Call it once every module
 // already loaded has been added: a word pointing into memory a later module
-// now owns is still a stale pointer, and the finding says whose code a call
-// through it would run.
+// has taken since cannot be judged (the later module's init may have stored
+// a pointer to its own code there), and is explained, not reported.
 func (a *Analyzer) ScanLoaded(lm *LoadedModule, out []Event) []Event {
 	m := a.loaded[lm.Name]
 	if m == nil || m.InitText.Size == 0 || lm.NoInitNames != "" {
@@ -142,21 +142,32 @@ func (a *Analyzer) ScanLoaded(lm *LoadedModule, out []Event) []Event {
 				continue
 			}
 			a.audit.InitPointers++
-			pe := Event{Kind: KindFinding, Module: m.Name, Source: SourceStartupAudit, MonoNS: 0}
-			n := len(out)
-			out = a.judgeInitPointer(pe, m, c.Base+uint64(off), v, out)
-			if !m.isReused(v) || len(out) == n || out[n].Kind != KindFinding {
+			pe := Event{Kind: KindFinding, Module: m.Name, Source: SourceStartupAudit}
+			if m.isReused(v) {
+				// A later module took that memory: the word may be a
+				// pointer to its code (kvm's kvm_x86_ops, filled by
+				// kvm_amd's init, is) or a stale one; no telling.
+				pe.Kind, pe.Address = KindInitPointerIgnored, v
+				pe.Location = "0x" + strconv.FormatUint(c.Base+uint64(off), 16)
+				if obj, objOff, ok := m.DataObject(c.Base + uint64(off)); ok {
+					pe.Location = obj + "+0x" + strconv.FormatUint(objOff, 16)
+				}
+				if fn, fnOff, ok := m.InitTextFunction(v); ok {
+					pe.Function = symbolString(fn, fnOff)
+				}
+				now := "a later module"
+				for _, o := range a.modules {
+					if o != m && (o.Text.Contains(v) || o.freedInit(v)) {
+						now = a.function(o, v) + " [" + o.Name + "]"
+						break
+					}
+				}
+				pe.Reason = "points into former init text a later module took since (now " + now + "): a pointer to that code, or a stale one"
+				a.stats.UnattributedInitPointers++
+				out = append(out, pe)
 				continue
 			}
-			// Reused since: name what the pointer now leads to.
-			now := "memory no module owns"
-			for _, o := range a.modules {
-				if o != m && (o.Text.Contains(v) || o.freedInit(v)) {
-					now = a.function(o, v) + " [" + o.Name + "]"
-					break
-				}
-			}
-			out[n].Message += fmt.Sprintf("; that memory has been reused since (now %s): a call through the pointer runs that code instead of faulting", now)
+			out = a.judgeInitPointer(pe, m, c.Base+uint64(off), v, out)
 		}
 	}
 	return out

@@ -20,6 +20,7 @@ echo "KT-OUT:audit100:exit:$?"
 grep -v '"event":"module_already_loaded"' /tmp/audit100.out | sed 's/^/KT-OUT:audit100:/'
 grep '"event":"module_already_loaded"' /tmp/audit100.out | grep '"reason"' | sed 's/^/KT-OUT:audit100:/'
 echo "KT-OUT:audit100-stats:module_already_loaded $(grep -c '"event":"module_already_loaded"' /tmp/audit100.out)"
+echo "KT-OUT:audit100-stats:exit:0"
 sed 's/^/KT-OUT:audit100-stderr:/' /tmp/audit100.err
 cat >/tmp/sweep-inner.sh <<INNER
 cut -d: -f1 $DEP | while read -r path; do
@@ -51,4 +52,5 @@ echo "KT-OUT:auditall:exit:$?"
 grep -v '"event":"module_already_loaded"' /tmp/auditall.out | sed 's/^/KT-OUT:auditall:/'
 grep '"event":"module_already_loaded"' /tmp/auditall.out | grep '"reason"' | sed 's/^/KT-OUT:auditall:/'
 echo "KT-OUT:auditall-stats:module_already_loaded $(grep -c '"event":"module_already_loaded"' /tmp/auditall.out)"
+echo "KT-OUT:auditall-stats:exit:0"
 sed 's/^/KT-OUT:auditall-stderr:/' /tmp/auditall.err
