@@ -44,6 +44,12 @@ func OpenKernelMemory() (*KernelMemory, error) {
 		}
 		return nil, fmt.Errorf("load the kernel-memory reader: %w", err)
 	}
+	// One empty run: a kernel without raw_tp test runs (before 5.10)
+	// refuses it, and is said once here rather than on every read.
+	if _, err := objs.KmemRead.Run(&ebpf.RunOptions{Context: []uint64{0, 0}}); err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("run the kernel-memory reader (BPF_PROG_TEST_RUN of raw_tp needs Linux 5.10): %w", err)
+	}
 	k := &KernelMemory{prog: objs.KmemRead, buf: objs.KmemBuf}
 	if mem, err := objs.KmemBuf.Memory(); err == nil {
 		k.mem = mem
