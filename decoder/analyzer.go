@@ -53,6 +53,8 @@ type Analyzer struct {
 	modules map[uint64]*Module // by struct module address
 	byTask  map[uint32]*Module // tid -> module being initialized by it
 	stats   Stats
+	audit   AuditStats
+	loaded  map[string]*Module // by name: modules added by AddLoaded
 }
 
 // NewAnalyzer returns an Analyzer with the given rules configuration.
@@ -86,13 +88,7 @@ func (a *Analyzer) Process(r *Record, out []Event) []Event {
 			break
 		}
 		m := newModule(r)
-		// Memory reused by the new module is no longer anyone's freed init
-		// text: a fault there must not be blamed on the old owner.
-		for _, old := range a.modules {
-			if old.live && m.overlaps(old.InitText) {
-				old.InitText = Range{}
-			}
-		}
+		a.reclaim(m)
 		a.modules[m.Addr] = m
 		a.byTask[r.Header.Tid] = m
 	case bpf.KtEventTypeEVENT_INIT_POINTER:
@@ -283,9 +279,8 @@ func (a *Analyzer) forget(addr uint64) {
 }
 
 // initPointer reports a word of persistent data that points at an __init
-// function (seed incident 2), found before init memory is freed. Only a
-// pointer to a function's first byte held inside a named data object is
-// reported: anything else could be a coincidence of values.
+// function (seed incident 2), found by the BPF scan before init memory is
+// freed.
 func (a *Analyzer) initPointer(r *Record, out []Event) []Event {
 	p := &r.InitPointer
 	m := a.modules[p.Module]
@@ -293,33 +288,7 @@ func (a *Analyzer) initPointer(r *Record, out []Event) []Event {
 		a.stats.UnattributedInitPointers++
 		return out
 	}
-	ev := a.event(KindFinding, r, m.Name)
-	ev.Address = p.Value
-	ev.Location = "0x" + strconv.FormatUint(p.Where, 16)
-	obj, objOff, inObject := m.DataObject(p.Where)
-	if inObject {
-		ev.Location = obj + "+0x" + strconv.FormatUint(objOff, 16)
-	}
-	fn, fnOff, fnOK := m.InitTextFunction(p.Value)
-	if fnOK {
-		ev.Function = symbolString(fn, fnOff)
-	}
-	switch {
-	case !inObject:
-		ev.Reason = "not inside a named data object"
-	case obj == "__this_module":
-		ev.Reason = "inside struct module"
-	case !fnOK || fnOff != 0:
-		ev.Reason = "not the start of an init function"
-	}
-	if ev.Reason != "" {
-		a.stats.UnattributedInitPointers++
-		ev.Kind = KindInitPointerIgnored
-		return append(out, ev)
-	}
-	return append(out, finding(ev, RuleDanglingInitPointer, 0, fmt.Sprintf(
-		"%s holds a pointer to %s, an __init function of %s; init memory is freed now that init has returned, so a later call through it jumps into freed memory: remove __init from %s, or do not keep the pointer",
-		ev.Location, fn, m.Name, fn)))
+	return a.judgeInitPointer(a.event(KindFinding, r, m.Name), m, p.Where, p.Value, out)
 }
 
 // execFault reports an instruction fetch from init text that was freed: a
@@ -341,7 +310,7 @@ func (a *Analyzer) freedInitOwner(addr uint64) (owner *Module, ok bool) {
 		if m.Text.Contains(addr) || (!m.live && m.InitText.Contains(addr)) {
 			return nil, false // mapped code: not a freed-init call
 		}
-		if m.live && m.InitText.Contains(addr) {
+		if m.live && m.freedInit(addr) {
 			owner = m
 		}
 	}
@@ -371,7 +340,10 @@ func (a *Analyzer) freedInitCall(r *Record, addr, caller uint64, how string, out
 	} else {
 		ev.Function = a.function(nil, addr)
 	}
-	return append(out, finding(ev, RuleFreedInitCall, 0, fmt.Sprintf(
-		"%s called %s at 0x%x, an __init function of %s whose init memory was freed after init returned: a pointer to __init code outlived init%s",
-		ev.Caller, ev.Function, addr, what, how))), true
+	msg := fmt.Sprintf("%s called %s at 0x%x, an __init function of %s whose init memory was freed after init returned: a pointer to __init code outlived init%s",
+		unowned(ev.Caller), ev.Function, addr, what, how)
+	if owner != nil && owner.recovered {
+		msg += fmt.Sprintf(" (%s was loaded before ktracer started; names recovered from %s)", owner.Name, owner.origin)
+	}
+	return append(out, finding(ev, RuleFreedInitCall, 0, msg)), true
 }

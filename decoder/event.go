@@ -20,6 +20,10 @@ const (
 	// A word pointing into init text that is not reported, and why; shown
 	// with --verbose so a missed time bomb can be told from noise.
 	KindInitPointerIgnored Kind = "init_pointer_ignored"
+	// A module loaded before ktracer started, as the startup audit found
+	// it: where its names come from (Location), or why its __init
+	// functions cannot be named (Reason).
+	KindModuleAlreadyLoaded Kind = "module_already_loaded"
 	// The panic path hands over to the crash kernel (kdump), or restarts.
 	KindCrashKexec       Kind = "crash_kexec"
 	KindEmergencyRestart Kind = "emergency_restart"
@@ -124,6 +128,9 @@ type Event struct {
 	Symbol                   string
 	KernelCRC, ModuleCRC     string
 	Vermagic, KernelVermagic string
+	// Source is "startup-audit" for what the startup audit found in
+	// modules loaded before ktracer started; "" for what was seen live.
+	Source string
 	// crash_kexec, emergency_restart: whether a crash kernel was loaded
 	// (nil when unknown).
 	CrashKernelLoaded *bool

@@ -29,9 +29,52 @@ type ksym struct {
 // that do not parse are an error naming the line, not a silent skip.
 func ParseKallsyms(r io.Reader) (*KernelSymbols, error) {
 	ks := &KernelSymbols{}
+	var sinit, einit uint64
+	err := eachKallsym(r, func(addr uint64, kind byte, name, module string) {
+		if module != "" {
+			return
+		}
+		switch name {
+		case "_sinittext":
+			sinit = addr
+		case "_einittext":
+			einit = addr
+		}
+		if kind == 't' || kind == 'T' {
+			ks.syms = append(ks.syms, ksym{addr, name})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if einit > sinit {
+		ks.initText = Range{sinit, einit - sinit}
+	}
+	slices.SortStableFunc(ks.syms, func(a, b ksym) int { return cmp.Compare(a.addr, b.addr) })
+	return ks, nil
+}
+
+// ParseModuleKallsyms returns each loaded module's symbols from a
+// /proc/kallsyms listing: the live names of modules loaded before ktracer
+// started (kallsyms has no sizes, and no __init names once init is freed).
+func ParseModuleKallsyms(r io.Reader) (map[string][]ModuleSymbol, error) {
+	out := map[string][]ModuleSymbol{}
+	err := eachKallsym(r, func(addr uint64, kind byte, name, module string) {
+		if module != "" && len(out[module]) < maxSymbolsPerModule {
+			out[module] = append(out[module], ModuleSymbol{Name: name, Addr: addr, Kind: kind})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachKallsym parses kallsyms lines, "addr type name" or "addr type
+// name\t[module]", and hands each to fn.
+func eachKallsym(r io.Reader, fn func(addr uint64, kind byte, name, module string)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var sinit, einit uint64
 	nonzero := false
 	n := 0
 	for sc.Scan() {
@@ -40,37 +83,30 @@ func ParseKallsyms(r io.Reader) (*KernelSymbols, error) {
 		addrText, rest, ok1 := strings.Cut(line, " ")
 		kind, name, ok2 := strings.Cut(rest, " ")
 		if !ok1 || !ok2 || len(kind) != 1 || name == "" {
-			return nil, fmt.Errorf("kallsyms line %d: malformed %q", n, line)
+			return fmt.Errorf("kallsyms line %d: malformed %q", n, line)
 		}
 		addr, err := strconv.ParseUint(addrText, 16, 64)
 		if err != nil {
-			return nil, fmt.Errorf("kallsyms line %d: bad address %q", n, addrText)
+			return fmt.Errorf("kallsyms line %d: bad address %q", n, addrText)
 		}
 		nonzero = nonzero || addr != 0
-		if strings.ContainsRune(name, '\t') {
-			continue // "name\t[module]": a module symbol
+		module := ""
+		if sym, mod, ok := strings.Cut(name, "\t"); ok {
+			name = sym
+			module = strings.TrimSuffix(strings.TrimPrefix(mod, "["), "]")
+			if module == "" {
+				continue
+			}
 		}
-		switch name {
-		case "_sinittext":
-			sinit = addr
-		case "_einittext":
-			einit = addr
-		}
-		if kind == "t" || kind == "T" {
-			ks.syms = append(ks.syms, ksym{addr, name})
-		}
+		fn(addr, kind[0], name, module)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
+		return fmt.Errorf("read kallsyms: %w", err)
 	}
 	if n > 0 && !nonzero {
-		return nil, fmt.Errorf("kallsyms addresses are all zero: reading them needs root (kptr_restrict)")
+		return fmt.Errorf("kallsyms addresses are all zero: reading them needs root (kptr_restrict)")
 	}
-	if einit > sinit {
-		ks.initText = Range{sinit, einit - sinit}
-	}
-	slices.SortStableFunc(ks.syms, func(a, b ksym) int { return cmp.Compare(a.addr, b.addr) })
-	return ks, nil
+	return nil
 }
 
 // Symbolize names the kernel text symbol at or below addr.

@@ -48,6 +48,13 @@ type Module struct {
 	sorted   bool
 	live     bool // init returned success: init text is freed or about to be
 	reported bool // module_load event emitted
+	// recovered: loaded before this session; the startup audit (or the
+	// daemon's state) supplied its layout and names, from origin.
+	recovered bool
+	origin    string
+	// reused are the parts of the freed init text later modules took: no
+	// longer this module's (a fault there is not its freed-init-call).
+	reused []Range
 }
 
 func newModule(e *Record) *Module {
@@ -135,7 +142,16 @@ func (m *Module) Function(addr uint64) (name string, offset uint64, ok bool) {
 	region := m.Text
 	if !region.Contains(addr) {
 		region = m.InitText
+		if m.isReused(addr) {
+			return "", 0, false // another module's memory now
+		}
 	}
+	return m.functionIn(region, addr)
+}
+
+// functionIn names the function containing addr among the text symbols in
+// region.
+func (m *Module) functionIn(region Range, addr uint64) (name string, offset uint64, ok bool) {
 	if !region.Contains(addr) {
 		return "", 0, false
 	}
@@ -194,23 +210,43 @@ func (m *Module) DataObject(addr uint64) (name string, offset uint64, ok bool) {
 	return "", 0, false
 }
 
-// overlaps reports whether any of the module's memory overlaps r.
-func (m *Module) overlaps(r Range) bool {
+// intersections returns the parts of r that the module's memory covers.
+func (m *Module) intersections(r Range) []Range {
+	var out []Range
 	for _, own := range []Range{m.Text, m.InitText, m.Data[0], m.Data[1], m.Data[2]} {
 		if own.Size != 0 && r.Size != 0 && own.Base < r.Base+r.Size && r.Base < own.Base+own.Size {
+			lo, hi := max(own.Base, r.Base), min(own.Base+own.Size, r.Base+r.Size)
+			out = append(out, Range{lo, hi - lo})
+		}
+	}
+	return out
+}
+
+// maxReused bounds the reused parts kept per module; past it the whole
+// former init range stops counting.
+const maxReused = 64
+
+// isReused reports whether addr, in the freed init text, has been taken by
+// a later module since.
+func (m *Module) isReused(addr uint64) bool {
+	for _, r := range m.reused {
+		if r.Contains(addr) {
 			return true
 		}
 	}
 	return false
 }
 
+// freedInit reports whether addr is in the module's init text and no later
+// module has taken that memory since.
+func (m *Module) freedInit(addr uint64) bool {
+	return m.InitText.Contains(addr) && !m.isReused(addr)
+}
+
 // InitTextFunction names an init function: valid even after init text is
 // freed, because the names were captured at load.
 func (m *Module) InitTextFunction(addr uint64) (string, uint64, bool) {
-	if !m.InitText.Contains(addr) {
-		return "", 0, false
-	}
-	return m.Function(addr)
+	return m.functionIn(m.InitText, addr)
 }
 
 // symbolString formats name+0xoff, or just name at offset 0.

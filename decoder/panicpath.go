@@ -15,7 +15,7 @@ import (
 // owner is the module whose code (or freed init code) holds addr.
 func (a *Analyzer) owner(addr uint64) *Module {
 	for _, m := range a.modules {
-		if m.Text.Contains(addr) || m.InitText.Contains(addr) {
+		if m.Text.Contains(addr) || m.freedInit(addr) {
 			return m
 		}
 	}
@@ -33,6 +33,15 @@ func (a *Analyzer) where(addr uint64) (text, module string) {
 		return fn + " [" + m.Name + "]", m.Name
 	}
 	return fn, ""
+}
+
+// unowned says so when an address could not be named: no module, live or
+// recovered, and not the kernel owns that memory any more.
+func unowned(text string) string {
+	if strings.HasPrefix(text, "0x") {
+		return text + " (memory no module and not the kernel owns: freed, or never mapped)"
+	}
+	return text
 }
 
 // blame picks the module to attribute a failure to: the faulting code's
@@ -66,16 +75,16 @@ func (a *Analyzer) oops(r *Record, out []Event) []Event {
 	switch o.Kind {
 	case uint32(bpf.KtOopsKindOOPS_PAGE_FAULT):
 		ev.Reason = "page fault"
-		what = fmt.Sprintf("BUG: unable to handle page fault for address 0x%x (%s) in %s", o.Address, pageFaultCode(o.ErrorCode), ip)
+		what = fmt.Sprintf("BUG: unable to handle page fault for address 0x%x (%s) in %s", o.Address, pageFaultCode(o.ErrorCode), unowned(ip))
 	default:
 		ev.Reason = cString(o.What[:])
-		what = fmt.Sprintf("%s in %s", ev.Reason, ip)
+		what = fmt.Sprintf("%s in %s", ev.Reason, unowned(ip))
 		if o.Kind == uint32(bpf.KtOopsKindOOPS_GP) && o.Address != 0 {
 			what += fmt.Sprintf(" (address 0x%x)", o.Address)
 		}
 	}
 	if caller != "" {
-		what += ", called from " + caller
+		what += ", called from " + unowned(caller)
 	}
 	return append(out, finding(ev, RuleOops, 0, fmt.Sprintf(
 		"%s; task %s was killed and the kernel is tainted: whatever it held (locks, references) stays held", what, ev.Task)))

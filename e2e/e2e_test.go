@@ -51,7 +51,10 @@ type line struct {
 	ModuleCRC      string `json:"module_crc"`
 	Vermagic       string `json:"vermagic"`
 	KernelVermagic string `json:"kernel_vermagic"`
-	Hooks          []struct {
+	// startup audit
+	Source  string `json:"source"`
+	Symbols *int   `json:"symbols"`
+	Hooks   []struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
 		Method   string `json:"method"`

@@ -122,7 +122,7 @@ func eventAttrs(ev *decoder.Event) []slog.Attr {
 	if ev.Kind == decoder.KindInitcall || (ev.Kind == decoder.KindFinding && ev.Duration > 0) {
 		a = append(a, slog.Int64("duration_ns", ev.Duration.Nanoseconds()))
 	}
-	if ev.Kind == decoder.KindModuleLoad {
+	if ev.Kind == decoder.KindModuleLoad || ev.Kind == decoder.KindModuleAlreadyLoaded {
 		a = append(a, slog.Int("symbols", ev.Symbols))
 	}
 	str("location", ev.Location)
@@ -137,6 +137,7 @@ func eventAttrs(ev *decoder.Event) []slog.Attr {
 	if ev.CrashKernelLoaded != nil {
 		a = append(a, slog.Bool("crash_kernel_loaded", *ev.CrashKernelLoaded))
 	}
+	str("source", ev.Source)
 	if ev.Kind == decoder.KindFinding {
 		str("rule", string(ev.Rule))
 		str("severity", ev.Severity.String())
@@ -170,6 +171,8 @@ func summary(ev *decoder.Event) string {
 		return string(ev.Rule) + " in " + mod
 	case decoder.KindInitPointerIgnored:
 		return "init pointer not reported in " + mod
+	case decoder.KindModuleAlreadyLoaded:
+		return mod + " already loaded"
 	}
 	return string(ev.Kind)
 }

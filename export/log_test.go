@@ -44,6 +44,17 @@ func logEvents() []*decoder.Event {
 		with(func(e *decoder.Event) {
 			e.Kind, e.Location, e.Function, e.Reason = decoder.KindInitPointerIgnored, "buf+0x8", "kt_x_init", "not in a sized object"
 		}),
+		with(func(e *decoder.Event) {
+			e.Kind, e.Symbols, e.Location, e.Source = decoder.KindModuleAlreadyLoaded, 14, "/lib/modules/6.1.0-57-cloud-amd64/extra/kt_tablebomb.ko", decoder.SourceStartupAudit
+		}),
+		with(func(e *decoder.Event) {
+			e.Kind, e.Rule, e.Severity, e.Function, e.Location, e.Source = decoder.KindFinding, decoder.RuleDanglingInitPointer, decoder.SeverityError, "kt_table_helper", "kt_table+0x28", decoder.SourceStartupAudit
+			e.Message = "kt_table+0x28 holds a pointer to kt_table_helper"
+		}),
+		with(func(e *decoder.Event) {
+			e.Kind, e.Rule, e.Severity, e.Function, e.Task = decoder.KindFinding, decoder.RuleOops, decoder.SeverityError, "kt_table_helper", "sh"
+			e.Message = "oops"
+		}),
 	}
 }
 

@@ -220,7 +220,7 @@ func (m *Metrics) SetKdump(k KdumpFacts) {
 }
 
 // SetStartupFindings publishes the findings a startup source (source
-// "boot" or "check") read, replacing that source's earlier ones. They are a
+// "boot", "check" or "startup-audit") read, replacing that source's earlier ones. They are a
 // gauge, not ktracer_findings_total: they describe this boot or the ones
 // before it, once, rather than count what happens while ktracer runs.
 func (m *Metrics) SetStartupFindings(source string, findings []*decoder.Event) {
@@ -253,6 +253,9 @@ func (m *Metrics) Observe(ev *decoder.Event) error {
 	case decoder.KindInitcall, decoder.KindFinding:
 	default:
 		return nil
+	}
+	if ev.Source != "" {
+		return nil // a startup source's: SetStartupFindings counts it
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -84,6 +84,7 @@ type jsonLine struct {
 	ModuleCRC         string `json:"module_crc,omitempty"`
 	Vermagic          string `json:"vermagic,omitempty"`
 	KernelVermagic    string `json:"kernel_vermagic,omitempty"`
+	Source            string `json:"source,omitempty"`
 	CrashKernelLoaded *bool  `json:"crash_kernel_loaded,omitempty"`
 	Rule              string `json:"rule,omitempty"`
 	Severity          string `json:"severity,omitempty"`
@@ -122,6 +123,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 		ModuleCRC:         ev.ModuleCRC,
 		Vermagic:          ev.Vermagic,
 		KernelVermagic:    ev.KernelVermagic,
+		Source:            ev.Source,
 		CrashKernelLoaded: ev.CrashKernelLoaded,
 	}
 	if ev.Address != 0 {
@@ -130,7 +132,7 @@ func (j *jsonWriter) Write(ev *decoder.Event) error {
 	switch ev.Kind {
 	case decoder.KindInitcall, decoder.KindModuleInitFailed:
 		l.Ret = &ev.Ret
-	case decoder.KindModuleLoad:
+	case decoder.KindModuleLoad, decoder.KindModuleAlreadyLoaded:
 		l.Symbols = &ev.Symbols
 	case decoder.KindFinding:
 		l.Rule, l.Severity, l.Message = string(ev.Rule), ev.Severity.String(), ev.Message
@@ -225,7 +227,20 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 	case decoder.KindModuleFree:
 		_, err = decoder.Fprintf(t.w, "%s %-16s freed\n", ts, mod)
 	case decoder.KindFinding:
-		_, err = decoder.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), ev.Rule, ev.Message)
+		rule := string(ev.Rule)
+		if ev.Source != "" {
+			rule += " [" + ev.Source + "]"
+		}
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s %s: %s\n", ts, mod, strings.ToUpper(ev.Severity.String()), rule, ev.Message)
+	case decoder.KindModuleAlreadyLoaded:
+		what := fmt.Sprintf("already loaded [%s]: %d symbols", ev.Source, ev.Symbols)
+		if ev.Location != "" {
+			what += " from " + ev.Location
+		}
+		if ev.Reason != "" {
+			what += "; " + ev.Reason
+		}
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s\n", ts, mod, what)
 	case decoder.KindCrashKexec, decoder.KindEmergencyRestart:
 		state := "unknown"
 		if ev.CrashKernelLoaded != nil {
@@ -233,7 +248,11 @@ func (t *textWriter) Write(ev *decoder.Event) error {
 		}
 		_, err = decoder.Fprintf(t.w, "%s %-16s %s (crash kernel %s)\n", ts, "kernel", ev.Kind, state)
 	case decoder.KindInitPointerIgnored:
-		_, err = decoder.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s\n", ts, mod, ev.Location, ev.Function, ev.Reason)
+		src := ""
+		if ev.Source != "" {
+			src = " [" + ev.Source + "]"
+		}
+		_, err = decoder.Fprintf(t.w, "%s %-16s %s points into init text (%s): not reported, %s%s\n", ts, mod, ev.Location, ev.Function, ev.Reason, src)
 	}
 	return err
 }

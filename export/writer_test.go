@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ktracer/ktracer/decoder"
 )
 
 func TestTextAttachedNamesOnlyProblems(t *testing.T) {
@@ -51,5 +53,40 @@ func TestSummaryReportsTruncatedSymbolWalks(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("%s summary %q lacks %q", format, b.String(), want)
 		}
+	}
+}
+
+// What the startup audit found says so, in text as in JSON.
+func TestStartupAuditMarked(t *testing.T) {
+	clock := func(uint64) time.Time { return time.Unix(0, 0).UTC() }
+	evs := []*decoder.Event{
+		{Kind: decoder.KindModuleAlreadyLoaded, Module: "kt_tablebomb", Function: "kt_tablebomb_init", Symbols: 9, Location: "/lib/modules/x/extra/kt_tablebomb.ko", Source: decoder.SourceStartupAudit},
+		{Kind: decoder.KindModuleAlreadyLoaded, Module: "kt_x", Reason: "no file", Source: decoder.SourceStartupAudit},
+		{Kind: decoder.KindFinding, Module: "kt_tablebomb", Rule: decoder.RuleDanglingInitPointer, Severity: decoder.SeverityError, Location: "kt_table+0x28", Function: "kt_table_helper", Source: decoder.SourceStartupAudit, Message: "m"},
+	}
+	var text, js bytes.Buffer
+	tw, _ := NewWriter("text", &text, clock)
+	jw, _ := NewWriter("json", &js, clock)
+	for _, ev := range evs {
+		tw.Write(ev)
+		jw.Write(ev)
+	}
+	for _, want := range []string{
+		"kt_tablebomb     already loaded [startup-audit]: 9 symbols from /lib/modules/x/extra/kt_tablebomb.ko\n",
+		"kt_x             already loaded [startup-audit]: 0 symbols; no file\n",
+		"ERROR dangling-init-pointer [startup-audit]: m\n",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(js.String()), "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, `"source":"startup-audit"`) {
+			t.Errorf("JSON line %d lacks the source: %s", i, l)
+		}
+	}
+	if !strings.Contains(lines[0], `"event":"module_already_loaded"`) || !strings.Contains(lines[0], `"symbols":9`) || !strings.Contains(lines[0], `"function":"kt_tablebomb_init"`) {
+		t.Errorf("JSON: %s", lines[0])
 	}
 }

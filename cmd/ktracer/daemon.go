@@ -185,7 +185,7 @@ format). Every event and finding is logged as one structured line to stderr
 	f.StringVar(&o.logLevel, "log.level", "info", "least severe log level written: debug, info, warn or error")
 	f.StringVar(&o.logFile, "log.file", "", "write the log to this file instead of stderr; SIGHUP reopens it")
 	f.DurationVar(&o.slow, "slow", 100*time.Millisecond, "init duration above which slow-init is reported")
-	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history here, inside --root (panic-loop detection); empty: do not")
+	f.StringVar(&o.stateDir, "state-dir", history.DefaultDir, "keep the boot history (panic-loop detection) and the __init names of modules loaded while running (init-symbols.json, read back after a restart) here, inside --root; empty: do not")
 	f.StringVar(&o.root, "root", "/", "the host's root directory: its /proc, /sys (kdump, pstore), /lib/modules and --state-dir are read under it (a container with the host mounted at /host: --root=/host)")
 	f.IntVar(&o.maxModules, "metrics.max-modules", export.DefaultMaxModules, "distinct module label values; further modules are counted as module=\"other\"")
 	addTraceFlags(f, &o.traceOptions)
@@ -308,6 +308,17 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	s.addSink(metrics.Observe)
 	s.addSink(logEvent)
+	stateDir := ""
+	if o.stateDir != "" {
+		stateDir = o.hostPath(o.stateDir)
+	}
+	initState := newInitState(o.root, stateDir, log)
+	s.addSink(func(ev *decoder.Event) error {
+		if ev.Kind == decoder.KindModuleLive || ev.Kind == decoder.KindModuleFree {
+			initState.save(s.an)
+		}
+		return nil
+	})
 
 	var atCleanStop []func() error
 	start := &daemonStart{Options: o, Metrics: metrics, Registry: reg, Log: log,
@@ -329,6 +340,19 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	readDone := make(chan error, 1)
 	go func() {
 		defer reading.Store(false)
+		// On this goroutine: the analyzer is not shared.
+		if o.startupAudit {
+			line, findings, err := s.startupAudit(o.root, initState.load())
+			if err != nil {
+				log.Warn("startup audit failed; continuing with live tracing", "error", err)
+			} else {
+				log.Info(line)
+				// ktracer_startup_findings{source="startup-audit"}: a
+				// restart must not count the same finding again.
+				metrics.SetStartupFindings(decoder.SourceStartupAudit, findings)
+			}
+			initState.save(s.an)
+		}
 		readDone <- s.t.Read(ctx, func(raw []byte) error {
 			err := s.handle(raw)
 			st := s.an.Stats()

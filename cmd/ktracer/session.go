@@ -21,12 +21,15 @@ type traceOptions struct {
 	verbose bool
 	methods []string
 	record  string
+	// startupAudit recovers the modules loaded before ktracer started.
+	startupAudit bool
 }
 
 func addTraceFlags(f *pflag.FlagSet, o *traceOptions) {
 	f.BoolVar(&o.strict, "strict", false, "fail when any hook cannot be attached, not only the required ones")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print how each hook was attached, or why not, and init pointers not reported")
 	f.StringVar(&o.record, "record", "", "also write every raw record to this file, for offline replay and bug reports")
+	f.BoolVar(&o.startupAudit, "startup-audit", true, "at start, recover the modules already loaded (their __init names and former init text, from sysfs and their files) and scan their data for pointers into freed init text")
 	f.StringSliceVar(&o.methods, "methods", nil, "attach only by these methods (raw_tracepoint, fentry, fexit, kprobe, kretprobe); default: the best each hook allows")
 }
 
@@ -99,13 +102,23 @@ func (s *session) handle(raw []byte) error {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ktracer: skipped record:", err)
 	}
-	for i := range s.events {
-		ev := &s.events[i]
+	return s.emit(s.events)
+}
+
+// emit hands events to the sinks; the quiet kinds only with --verbose.
+func (s *session) emit(events []decoder.Event) error {
+	for i := range events {
+		ev := &events[i]
 		switch ev.Kind {
 		case decoder.KindFinding:
 			s.findings[ev.Severity]++
 		case decoder.KindInitPointerIgnored:
 			if !s.verbose {
+				continue
+			}
+		case decoder.KindModuleAlreadyLoaded:
+			// Said always when something could not be recovered.
+			if !s.verbose && ev.Reason == "" {
 				continue
 			}
 		}

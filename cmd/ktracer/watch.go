@@ -77,6 +77,14 @@ func runWatch(cmd *cobra.Command, o watchOptions, args []string) error {
 		return err
 	}
 	s.addSink(out.Write)
+	if o.startupAudit {
+		line, _, err := s.startupAudit("/", nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ktracer:", err)
+		} else {
+			fmt.Fprintln(os.Stderr, "ktracer:", line)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
