@@ -92,6 +92,14 @@ func TestStartupAudit(t *testing.T) {
 				t.Logf("%s: no test modules (%s): TestStartupAuditShipped covers this kernel", k.kver, firstLine(k.unbuilt))
 				return
 			}
+			if _, panics := k.coreGaps()["kt_timebomb"]; panics {
+				// The script's triggers call freed init text, which panics
+				// this kernel (int3-filled init text, see knownCoreGaps):
+				// its audit is proven by TestStartupAuditShipped and its
+				// load-time finding by the matrix's core steps.
+				t.Logf("%s: a call into freed init text panics this kernel: TestStartupAuditShipped covers its audit", k.kver)
+				return
+			}
 			dir := t.TempDir()
 			if out, err := exec.Command("cp", "-a", payload+"/.", dir).CombinedOutput(); err != nil {
 				t.Fatalf("copy payload: %v %s", err, out)
