@@ -179,30 +179,8 @@ func (k *matrixKernel) series() string {
 // symbols: the function at init_module's address with a name of its own.
 func (k *matrixKernel) initFunction(t *testing.T, module string) string {
 	t.Helper()
-	root := filepath.Join(k.vmdir, "kernel")
-	out, err := exec.Command("modprobe", "-d", root, "-S", k.kver, "--show-depends", module).Output()
-	if err != nil {
-		t.Fatalf("modprobe --show-depends %s: %v", module, err)
-	}
-	var path string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "insmod" {
-			path = f[1] // the module itself is the last line
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ ext, tool string }{{".xz", "xz"}, {".zst", "zstd"}, {".gz", "gzip"}} {
-		if strings.HasSuffix(path, c.ext) {
-			cmd := exec.Command(c.tool, "-dc")
-			cmd.Stdin = bytes.NewReader(data)
-			if data, err = cmd.Output(); err != nil {
-				t.Fatalf("%s -dc %s: %v", c.tool, path, err)
-			}
-		}
-	}
+	path := module
+	data := k.shippedModule(t, module)
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

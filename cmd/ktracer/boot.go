@@ -161,22 +161,8 @@ func runBoot(cmd *cobra.Command, o bootOptions) error {
 	if err != nil {
 		return &exitError{exitFailure, err}
 	}
-	w := cmd.OutOrStdout()
-	var file *os.File
-	if o.out != "" {
-		if file, err = os.Create(o.out); err != nil {
-			return &exitError{exitFailure, fmt.Errorf("--out: %w", err)}
-		}
-		w = file
-	}
-	err = boot.Render(w, rep, o.format)
-	if file != nil {
-		if cerr := file.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		return &exitError{exitFailure, fmt.Errorf("write %s: %w", o.format, err)}
+	if err := writeOut(cmd, o.out, o.format, func(w io.Writer) error { return boot.Render(w, rep, o.format) }); err != nil {
+		return err
 	}
 	if o.format != "text" || o.out != "" {
 		// Machine formats carry no words for people: say what matters on stderr.
@@ -335,4 +321,27 @@ func readLiveTrace(root fs.FS) ([]byte, error) {
 		}
 	}
 	return nil, firstErr
+}
+
+// writeOut renders to --out, or to standard output when it is empty.
+func writeOut(cmd *cobra.Command, out, format string, render func(io.Writer) error) error {
+	w := cmd.OutOrStdout()
+	var file *os.File
+	if out != "" {
+		var err error
+		if file, err = os.Create(out); err != nil {
+			return &exitError{exitFailure, fmt.Errorf("--out: %w", err)}
+		}
+		w = file
+	}
+	err := render(w)
+	if file != nil {
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return &exitError{exitFailure, fmt.Errorf("write %s: %w", format, err)}
+	}
+	return nil
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -83,22 +83,5 @@ func runBootDiff(cmd *cobra.Command, oldArg, newArg string, o bootDiffOptions) e
 		return err
 	}
 	d := boot.Compare(oldR, newR, oldArg, newArg, boot.DiffOptions{Floor: o.floor, Ratio: o.ratio, Top: o.top})
-	w := cmd.OutOrStdout()
-	var file *os.File
-	if o.out != "" {
-		if file, err = os.Create(o.out); err != nil {
-			return &exitError{exitFailure, fmt.Errorf("--out: %w", err)}
-		}
-		w = file
-	}
-	err = boot.RenderDiff(w, d, o.format)
-	if file != nil {
-		if cerr := file.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		return &exitError{exitFailure, fmt.Errorf("write %s: %w", o.format, err)}
-	}
-	return nil
+	return writeOut(cmd, o.out, o.format, func(w io.Writer) error { return boot.RenderDiff(w, d, o.format) })
 }
