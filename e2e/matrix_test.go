@@ -634,16 +634,16 @@ func TestKernelMatrix(t *testing.T) {
 			}
 			var s strings.Builder
 			s.WriteString("set -u\n")
-			for _, m := range matrixModes {
-				s.WriteString(watchStep(m.name, m.flags, guestCommand(cs, lf)))
-			}
 			core := k.unbuilt == "" && suite != hostSuite(t) && slices.Contains(strings.Split(*matrixCore, ","), suite)
 			// Where the time bomb panics the guest (an int3 oops, 7.x), the
 			// boot keeps its panic in ramoops and restarts (--reboot); the
-			// second boot only asks ktracer check about it.
+			// second boot only asks ktracer check about it, first thing.
 			afterPanic := core && k.coreGaps()["kt_timebomb"] != nil
 			if afterPanic {
 				s.WriteString(int3RebootScript)
+			}
+			for _, m := range matrixModes {
+				s.WriteString(watchStep(m.name, m.flags, guestCommand(cs, lf)))
 			}
 			if core {
 				// The same boot: the loads above left nothing loaded.
@@ -655,6 +655,10 @@ func TestKernelMatrix(t *testing.T) {
 			kmods := []string{"--timeout", "900", "--append", "no_timer_check"}
 			if afterPanic {
 				kmods = []string{"--timeout", "900", "--append", "no_timer_check memmap=1M$" + ramoopsAddr, "--reboot", "--kmod", "ramoops"}
+				// KT_MATRIX_CONSOLE=FILE keeps both boots' console.
+				if l := os.Getenv("KT_MATRIX_CONSOLE"); l != "" {
+					kmods = append(kmods, "--log", l)
+				}
 			}
 			for _, c := range shippedCases {
 				kmods = append(kmods, "--kmod", c.name)
@@ -874,6 +878,7 @@ func fileSHA256(path string) (string, error) {
 // the check can read its file) and `ktracer check` runs.
 var int3RebootScript = `mount -t pstore pstore /sys/fs/pstore
 /payload/bin/modprobe ramoops ` + ramoopsParams + ` || echo KT-OUT:ramoops:exit:1
+for f in /sys/fs/pstore/dmesg-*; do [ -e "$f" ] && echo "KT-OUT:pstore-$(basename $f):$(head -c 40 $f | head -n1)"; done
 if grep -qs '^Panic#' /sys/fs/pstore/dmesg-*; then
 	kv=$(uname -r)
 	mkdir -p /lib/modules/$kv/extra
