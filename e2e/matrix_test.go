@@ -885,6 +885,7 @@ if grep -qs '^Panic#' /sys/fs/pstore/dmesg-*; then
 	cp /payload/modules/kt_timebomb.ko /lib/modules/$kv/extra/
 	echo extra/kt_timebomb.ko: >>/lib/modules/$kv/modules.dep
 	echo 1 >/proc/sys/kernel/printk
+	for f in /sys/fs/pstore/dmesg-*; do base64 $f | sed "s|^|KT-OUT:int3-record-$(basename $f):|"; done
 ` + checkStep("after-int3-panic", "--output json") + `	exit 0
 fi
 `
