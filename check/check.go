@@ -44,8 +44,11 @@ type Finding struct {
 	Value    int64 // kdump: the reserved bytes; panic-loop: the unclean ends
 	// Crashkernel is the crashkernel= value to set (kdump rules).
 	Crashkernel string
-	// Panic quotes the panic (panic-without-vmcore).
+	// Panic quotes the panic (panic-without-vmcore, freed-init-call).
 	Panic string
+	// Module and Function name the module and its __init function
+	// (freed-init-call; Function is "" when the record cannot name it).
+	Module, Function string
 }
 
 func newFinding(r decoder.Rule, msg string) Finding {
@@ -148,6 +151,9 @@ func Run(fsys fs.FS, o Options) (*Report, error) {
 		return r, nil
 	}
 	r.Findings = append(r.Findings, bootFindings(&r.Boot, r.Kdump, o, now)...)
+	if f, ok := freedInitFinding(fsys, &r.Boot); ok {
+		r.Findings = append(r.Findings, f)
+	}
 	return r, nil
 }
 

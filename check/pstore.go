@@ -39,8 +39,10 @@ type PstoreRecord struct {
 	// The "Kernel panic - not syncing: ..." line, without its printk prefix.
 	Panic string `json:"panic,omitempty"`
 	// The first line that says why, before the panic: "BUG: ...", "Oops: ...".
-	Cause      string `json:"cause,omitempty"`
-	Compressed bool   `json:"compressed,omitempty"` // .enc.z: the kernel could not decompress it
+	Cause string `json:"cause,omitempty"`
+	// Int3 is the last int3 oops before the panic (freed-init-call).
+	Int3       *Int3Trap `json:"int3_trap,omitempty"`
+	Compressed bool      `json:"compressed,omitempty"` // .enc.z: the kernel could not decompress it
 	// Archived records were moved by systemd-pstore; their time is when
 	// they were archived, not when the kernel wrote them.
 	Archived bool   `json:"archived,omitempty"`
@@ -146,14 +148,18 @@ func parsePstore(p, name string, mtime time.Time, data []byte) PstoreRecord {
 	// right after a "BUG: ..." line adds nothing.
 	var cause string
 	causeAt := -100
+	var int3 int3Parser
 	for i, line := range strings.Split(text, "\n") {
 		line = printkPrefix.ReplaceAllString(strings.TrimRight(line, "\r"), "")
 		if m := panicLine.FindStringSubmatch(line); m != nil {
 			r.Panic = "Kernel panic - not syncing: " + strings.TrimSpace(m[1])
 			r.Cause = cause
+			r.Int3 = int3.last
 			break
 		}
-		if m := causeLine.FindString(line); m != "" {
+		m := causeLine.FindString(line)
+		int3.line(line, m != "")
+		if m != "" {
 			if strings.HasPrefix(m, "Oops: ") && i-causeAt <= 5 {
 				continue
 			}

@@ -64,6 +64,8 @@ type jsonFinding struct {
 	Value       *int64 `json:"value,omitempty"`
 	Crashkernel string `json:"crashkernel,omitempty"`
 	Panic       string `json:"panic,omitempty"`
+	Module      string `json:"module,omitempty"`
+	Function    string `json:"function,omitempty"`
 	Message     string `json:"message"`
 }
 
@@ -103,7 +105,7 @@ func writeJSON(w io.Writer, r *Report) error {
 	}
 	for _, f := range r.Findings {
 		jf := jsonFinding{Event: "finding", Rule: string(f.Rule), Severity: f.Severity.String(),
-			Crashkernel: f.Crashkernel, Panic: f.Panic, Message: f.Message}
+			Crashkernel: f.Crashkernel, Panic: f.Panic, Module: f.Module, Function: f.Function, Message: f.Message}
 		if f.Value != 0 {
 			v := f.Value
 			jf.Value = &v

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -39,11 +40,25 @@ func NameFromPath(p string) string {
 // the running system, or an unpacked tree), through
 // root/lib/modules/KVER/modules.dep, the way modprobe does.
 func Locate(root, kver, name string) (string, error) {
+	p, err := LocateFS(os.DirFS(root), kver, name)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || !strings.HasPrefix(p, "lib/") {
+			return "", err
+		}
+		return "", fmt.Errorf("modules.dep names %s: %w", filepath.Join(root, filepath.FromSlash(p)), errors.Unwrap(err))
+	}
+	return filepath.Join(root, filepath.FromSlash(p)), nil
+}
+
+// LocateFS is Locate on a file system rooted at the machine's root: it
+// returns the module's path in fsys (no leading slash). When modules.dep
+// names a file that cannot be read, the path comes back with the error.
+func LocateFS(fsys fs.FS, kver, name string) (string, error) {
 	if kver == "" || strings.ContainsAny(kver, "/\x00") || kver == "." || kver == ".." {
 		return "", fmt.Errorf("bad kernel version %q", kver)
 	}
-	dir := filepath.Join(root, "lib", "modules", kver)
-	f, err := os.Open(filepath.Join(dir, "modules.dep"))
+	dir := path.Join("lib", "modules", kver)
+	f, err := fsys.Open(path.Join(dir, "modules.dep"))
 	if err != nil {
 		return "", err
 	}
@@ -57,18 +72,18 @@ func Locate(root, kver, name string) (string, error) {
 			continue
 		}
 		// Old kmod wrote absolute paths; they are relative to root too.
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+		if path.IsAbs(p) {
+			p = path.Clean(strings.TrimPrefix(p, "/"))
 		} else {
-			p = filepath.Join(root, p)
+			p = path.Join(dir, p)
 		}
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("modules.dep names %s: %w", p, err)
+		if _, err := fs.Stat(fsys, p); err != nil {
+			return p, fmt.Errorf("modules.dep names /%s: %w", p, err)
 		}
 		return p, nil
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("%s: %w", filepath.Join(dir, "modules.dep"), err)
+		return "", fmt.Errorf("/%s: %w", path.Join(dir, "modules.dep"), err)
 	}
 	return "", fmt.Errorf("%s for %s: %w", name, kver, ErrNotFound)
 }
