@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * kt_badcrc - uses kmemdup; the Makefile then changes the CRC recorded for
- * kmemdup in the .ko's __versions (spoil.sh), as if the module had been
+ * kt_badcrc - uses kstrdup; the Makefile then changes the CRC recorded for
+ * kstrdup in the .ko's __versions (spoil.sh), as if the module had been
  * built against other headers. The kernel refuses it before init:
- * "disagrees about version of symbol kmemdup" (EINVAL).
+ * "disagrees about version of symbol kstrdup" (EINVAL). (Not kmemdup: from
+ * 6.10 it is a macro around kmemdup_noprof, so the symbol's name differs
+ * between kernels.)
  *
  * Why: load-failed must name the symbol and both CRCs.
  */
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/string.h>
 
 static void *kt_badcrc_copy;
 
@@ -16,7 +19,7 @@ static int __init kt_badcrc_init(void)
 {
 	static const char msg[] = "kt_badcrc";
 
-	kt_badcrc_copy = kmemdup(msg, sizeof(msg), GFP_KERNEL);
+	kt_badcrc_copy = kstrdup(msg, GFP_KERNEL);
 	return kt_badcrc_copy ? 0 : -ENOMEM;
 }
 
