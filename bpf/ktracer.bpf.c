@@ -747,9 +747,10 @@ int BPF_KPROBE(warning_kprobe, const char *file, int line, void *caller, unsigne
 	return on_warn(file, line, caller, taint);
 }
 
-/* kprobe only: the caller is the return address at sp on entry. */
-SEC("kprobe/bad_page")
-int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
+/* The caller is the return address at sp on entry for the kprobe; fentry
+ * (reachable without CAP_SYS_ADMIN under perf_event_paranoid=3) cannot read
+ * it, and leaves it 0: the decoder finds the culprit in the stack. */
+static __always_inline int on_bad_page(void *ctx, struct page *page, const char *reason, __u64 sp)
 {
 	__u64 vmemmap_addr = param(PARAM_VMEMMAP_BASE), vmemmap = 0, pfn = ~0ULL;
 	struct bad_page_event *e;
@@ -769,7 +770,8 @@ int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
 	e->flags = 0;
 	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), page);
 	e->caller = 0;
-	bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)PT_REGS_SP(ctx));
+	if (sp)
+		bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)sp);
 	__builtin_memset(e->stack, 0, sizeof(e->stack));
 	bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
 	e->reason[0] = 0;
@@ -778,6 +780,18 @@ int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+SEC("fentry/bad_page")
+int BPF_PROG(bad_page_fentry, struct page *page, const char *reason)
+{
+	return on_bad_page(ctx, page, reason, 0);
+}
+
+SEC("kprobe/bad_page")
+int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
+{
+	return on_bad_page(ctx, page, reason, PT_REGS_SP(ctx));
 }
 
 /* kprobe only: panic() is variadic, which fentry cannot attach to. The first
@@ -806,6 +820,50 @@ int BPF_KPROBE(panic_kprobe, const char *fmt)
 	return 0;
 }
 
+/* fentry on the panic's log dump: panic() itself is variadic, which fentry
+ * cannot attach to. 6.12 calls kmsg_dump_desc(KMSG_DUMP_PANIC, buf) with the
+ * formatted message, recorded as format "%s" with it as the first string;
+ * 6.1 calls kmsg_dump(KMSG_DUMP_PANIC), which has no message: the format is
+ * left empty. Both are after __crash_kexec when a crash kernel is loaded, so
+ * then only the crash_kexec record is seen. Oopses also dump the log: only
+ * the panic reason counts. */
+static __always_inline int on_panic_dump(int reason, const char *desc)
+{
+	struct panic_event *e;
+
+	if (reason != bpf_core_enum_value(enum kmsg_dump_reason, KMSG_DUMP_PANIC))
+		return 0;
+	e = reserve_event(struct panic_event, EVENT_PANIC);
+	if (!e)
+		return 0;
+	__builtin_memset(e->args, 0, sizeof(e->args));
+	e->fmt[0] = 0;
+	e->str[0][0] = 0;
+	e->str[1][0] = 0;
+	if (desc && bpf_probe_read_kernel_str(e->str[0], sizeof(e->str[0]), desc) > 1) {
+		e->fmt[0] = '%';
+		e->fmt[1] = 's';
+		e->fmt[2] = 0;
+	} else {
+		e->str[0][0] = 0;
+	}
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("fentry/kmsg_dump_desc")
+int BPF_PROG(panic_dump_desc_fentry, enum kmsg_dump_reason reason, const char *desc)
+{
+	return on_panic_dump(reason, desc);
+}
+
+SEC("fentry/kmsg_dump")
+int BPF_PROG(panic_dump_fentry, enum kmsg_dump_reason reason)
+{
+	return on_panic_dump(reason, NULL);
+}
+
 static __always_inline int on_crash(__u16 type)
 {
 	struct crash_event *e;
@@ -824,6 +882,18 @@ static __always_inline int on_crash(__u16 type)
 	/* Other CPUs stop soon after: wake the reader now. */
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
+}
+
+SEC("fentry/__crash_kexec")
+int BPF_PROG(crash_kexec_fentry)
+{
+	return on_crash(EVENT_CRASH_KEXEC);
+}
+
+SEC("fentry/emergency_restart")
+int BPF_PROG(emergency_restart_fentry)
+{
+	return on_crash(EVENT_EMERGENCY_RESTART);
 }
 
 SEC("kprobe/__crash_kexec")

@@ -73,8 +73,9 @@ var hooks = []hook{
 		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops", "", ""},
 	}},
 	// The panic path (seed incident 3). There are no tracepoints here, so
-	// fentry first; panic() is variadic (no fentry), and bad_page's caller
-	// is read from the stack at entry, so those two are kprobes only.
+	// fentry first: it attaches with CAP_BPF+CAP_PERFMON even where
+	// perf_event_paranoid=3 reserves kprobes to CAP_SYS_ADMIN (Debian's
+	// default). Kprobes are the fallback only.
 	{name: "oops_page_fault", candidates: []candidate{
 		{bpf.KtProgOopsFaultFentry, Fentry, "page_fault_oops", "", ""},
 		{bpf.KtProgOopsFaultKprobe, Kprobe, "page_fault_oops", "", ""},
@@ -91,16 +92,28 @@ var hooks = []hook{
 		{bpf.KtProgWarningFentry, Fentry, "__warn", "", ""},
 		{bpf.KtProgWarningKprobe, Kprobe, "__warn", "", ""},
 	}},
+	// bad_page is static but not inlined on 6.1 or 6.12; the fentry
+	// variant cannot read the caller from the stack at entry (the decoder
+	// takes the culprit from the stack trace either way).
 	{name: "bad_page", candidates: []candidate{
+		{bpf.KtProgBadPageFentry, Fentry, "bad_page", "", ""},
 		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page", "", ""},
 	}},
+	// panic() is variadic (no fentry): fentry is on the log dump it makes,
+	// kmsg_dump_desc(KMSG_DUMP_PANIC, message) from 6.10 and
+	// kmsg_dump(KMSG_DUMP_PANIC) before. That dump comes after the hand-over
+	// to a loaded crash kernel, which the crash_kexec hook reports instead.
 	{name: "panic", candidates: []candidate{
+		{bpf.KtProgPanicDumpDescFentry, Fentry, "kmsg_dump_desc", "", ""},
+		{bpf.KtProgPanicDumpFentry, Fentry, "kmsg_dump", "the panic message is not captured (kmsg_dump has no message before 6.10); its format and arguments need the kprobe on panic", ""},
 		{bpf.KtProgPanicKprobe, Kprobe, "panic", "", ""},
 	}},
 	{name: "crash_kexec", candidates: []candidate{
+		{bpf.KtProgCrashKexecFentry, Fentry, "__crash_kexec", "", ""},
 		{bpf.KtProgCrashKexecKprobe, Kprobe, "__crash_kexec", "", ""},
 	}},
 	{name: "emergency_restart", candidates: []candidate{
+		{bpf.KtProgEmergencyRestartFentry, Fentry, "emergency_restart", "", ""},
 		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart", "", ""},
 	}},
 	// load-failed: load_module's return sends what the reason hooks saw.
