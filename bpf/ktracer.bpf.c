@@ -750,7 +750,7 @@ int BPF_KPROBE(warning_kprobe, const char *file, int line, void *caller, unsigne
 /* The caller is the return address at sp on entry for the kprobe; fentry
  * (reachable without CAP_SYS_ADMIN under perf_event_paranoid=3) cannot read
  * it, and leaves it 0: the decoder finds the culprit in the stack. */
-static __always_inline int on_bad_page(void *ctx, struct page *page, const char *reason, __u64 sp)
+static __always_inline int on_bad_page(void *ctx, __u64 page, const char *reason, __u64 sp)
 {
 	__u64 vmemmap_addr = param(PARAM_VMEMMAP_BASE), vmemmap = 0, pfn = ~0ULL;
 	struct bad_page_event *e;
@@ -768,7 +768,7 @@ static __always_inline int on_bad_page(void *ctx, struct page *page, const char 
 	 * CO-RE cannot relocate it across both; it has always been struct
 	 * page's first word. */
 	e->flags = 0;
-	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), page);
+	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), (void *)page);
 	e->caller = 0;
 	if (sp)
 		bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)sp);
@@ -785,13 +785,18 @@ static __always_inline int on_bad_page(void *ctx, struct page *page, const char 
 SEC("fentry/bad_page")
 int BPF_PROG(bad_page_fentry, struct page *page, const char *reason)
 {
-	return on_bad_page(ctx, page, reason, 0);
+	__u64 addr = 0;
+
+	/* The argument as a plain number: fentry types it as a struct page
+	 * pointer, and the verifier refuses the pfn arithmetic on one. */
+	bpf_probe_read_kernel(&addr, sizeof(addr), &ctx[0]);
+	return on_bad_page(ctx, addr, reason, 0);
 }
 
 SEC("kprobe/bad_page")
 int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
 {
-	return on_bad_page(ctx, page, reason, PT_REGS_SP(ctx));
+	return on_bad_page(ctx, (__u64)page, reason, PT_REGS_SP(ctx));
 }
 
 /* kprobe only: panic() is variadic, which fentry cannot attach to. The first
