@@ -316,9 +316,9 @@ const (
 	KtProgOopsGpKprobe                   = "oops_gp_kprobe"
 	KtProgOopsTrapFentry                 = "oops_trap_fentry"
 	KtProgOopsTrapKprobe                 = "oops_trap_kprobe"
-	KtProgPanicDumpDescFentry            = "panic_dump_desc_fentry"
 	KtProgPanicDumpFentry                = "panic_dump_fentry"
 	KtProgPanicKprobe                    = "panic_kprobe"
+	KtProgPanicVpanicFentry              = "panic_vpanic_fentry"
 	KtProgWarningFentry                  = "warning_fentry"
 	KtProgWarningKprobe                  = "warning_kprobe"
 	KtVarUnusedAddrParam                 = "unused_addr_param"
@@ -426,9 +426,9 @@ type KtProgramSpecs struct {
 	OopsGpKprobe                   *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
 	OopsTrapFentry                 *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
 	OopsTrapKprobe                 *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
-	PanicDumpDescFentry            *ebpf.ProgramSpec `ebpf:"panic_dump_desc_fentry"`
 	PanicDumpFentry                *ebpf.ProgramSpec `ebpf:"panic_dump_fentry"`
 	PanicKprobe                    *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
+	PanicVpanicFentry              *ebpf.ProgramSpec `ebpf:"panic_vpanic_fentry"`
 	WarningFentry                  *ebpf.ProgramSpec `ebpf:"warning_fentry"`
 	WarningKprobe                  *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
 }
@@ -590,9 +590,9 @@ type KtPrograms struct {
 	OopsGpKprobe                   *ebpf.Program `ebpf:"oops_gp_kprobe"`
 	OopsTrapFentry                 *ebpf.Program `ebpf:"oops_trap_fentry"`
 	OopsTrapKprobe                 *ebpf.Program `ebpf:"oops_trap_kprobe"`
-	PanicDumpDescFentry            *ebpf.Program `ebpf:"panic_dump_desc_fentry"`
 	PanicDumpFentry                *ebpf.Program `ebpf:"panic_dump_fentry"`
 	PanicKprobe                    *ebpf.Program `ebpf:"panic_kprobe"`
+	PanicVpanicFentry              *ebpf.Program `ebpf:"panic_vpanic_fentry"`
 	WarningFentry                  *ebpf.Program `ebpf:"warning_fentry"`
 	WarningKprobe                  *ebpf.Program `ebpf:"warning_kprobe"`
 }
@@ -640,9 +640,9 @@ func (p *KtPrograms) Close() error {
 		p.OopsGpKprobe,
 		p.OopsTrapFentry,
 		p.OopsTrapKprobe,
-		p.PanicDumpDescFentry,
 		p.PanicDumpFentry,
 		p.PanicKprobe,
+		p.PanicVpanicFentry,
 		p.WarningFentry,
 		p.WarningKprobe,
 	)

@@ -825,14 +825,65 @@ int BPF_KPROBE(panic_kprobe, const char *fmt)
 	return 0;
 }
 
-/* fentry on the panic's log dump: panic() itself is variadic, which fentry
- * cannot attach to. 6.12 calls kmsg_dump_desc(KMSG_DUMP_PANIC, buf) with the
- * formatted message, recorded as format "%s" with it as the first string;
- * 6.1 calls kmsg_dump(KMSG_DUMP_PANIC), which has no message: the format is
- * left empty. Both are after __crash_kexec when a crash kernel is loaded, so
- * then only the crash_kexec record is seen. Oopses also dump the log: only
- * the panic reason counts. */
-static __always_inline int on_panic_dump(int reason, const char *desc)
+/* panic() is variadic, which fentry cannot attach to. From 6.11 it hands
+ * its va_list to vpanic(fmt, args), before it stops the other CPUs: fentry
+ * there reads the same format and first five arguments as the kprobe, from
+ * the va_list (x86-64 ABI: the first six integer arguments are saved in
+ * reg_save_area, gp_offset is the next one's offset, the rest are at
+ * overflow_arg_area). */
+struct kt_va_list {
+	__u32 gp_offset;
+	__u32 fp_offset;
+	__u64 overflow_arg_area;
+	__u64 reg_save_area;
+};
+
+SEC("fentry/vpanic")
+int BPF_PROG(panic_vpanic_fentry, const char *fmt, void *args)
+{
+	struct kt_va_list va = {};
+	struct panic_event *e;
+	__u64 gp, over;
+	int i;
+
+	if (bpf_probe_read_kernel(&va, sizeof(va), args))
+		return 0;
+	e = reserve_event(struct panic_event, EVENT_PANIC);
+	if (!e)
+		return 0;
+	gp = va.gp_offset;
+	over = va.overflow_arg_area;
+	for (i = 0; i < 5; i++) {
+		__u64 *slot = &e->args[i];
+
+		*slot = 0;
+		if (gp < 48) {
+			bpf_probe_read_kernel(slot, sizeof(*slot), (void *)(va.reg_save_area + gp));
+			gp += 8;
+		} else {
+			bpf_probe_read_kernel(slot, sizeof(*slot), (void *)over);
+			over += 8;
+		}
+	}
+	e->fmt[0] = 0;
+	bpf_probe_read_kernel_str(e->fmt, sizeof(e->fmt), fmt);
+	if (bpf_probe_read_kernel_str(e->str[0], sizeof(e->str[0]), (void *)e->args[0]) < 0)
+		e->str[0][0] = 0;
+	if (bpf_probe_read_kernel_str(e->str[1], sizeof(e->str[1]), (void *)e->args[1]) < 0)
+		e->str[1][0] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+/* Before 6.11 there is no vpanic: fentry on the panic's log dump,
+ * kmsg_dump(KMSG_DUMP_PANIC), which has no message (the format is left
+ * empty). It comes after the other CPUs are stopped, and after the hand-over
+ * to a loaded crash kernel, so the record is rarely read live; the
+ * crash_kexec hook reports the hand-over. Oopses also dump the log: only the
+ * panic reason counts. */
+SEC("fentry/kmsg_dump")
+int BPF_PROG(panic_dump_fentry, enum kmsg_dump_reason reason)
 {
 	struct panic_event *e;
 
@@ -845,28 +896,9 @@ static __always_inline int on_panic_dump(int reason, const char *desc)
 	e->fmt[0] = 0;
 	e->str[0][0] = 0;
 	e->str[1][0] = 0;
-	if (desc && bpf_probe_read_kernel_str(e->str[0], sizeof(e->str[0]), desc) > 1) {
-		e->fmt[0] = '%';
-		e->fmt[1] = 's';
-		e->fmt[2] = 0;
-	} else {
-		e->str[0][0] = 0;
-	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
-}
-
-SEC("fentry/kmsg_dump_desc")
-int BPF_PROG(panic_dump_desc_fentry, enum kmsg_dump_reason reason, const char *desc)
-{
-	return on_panic_dump(reason, desc);
-}
-
-SEC("fentry/kmsg_dump")
-int BPF_PROG(panic_dump_fentry, enum kmsg_dump_reason reason)
-{
-	return on_panic_dump(reason, NULL);
 }
 
 static __always_inline int on_crash(__u16 type)

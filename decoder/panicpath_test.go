@@ -121,9 +121,9 @@ func TestPanicThenCrashKexec(t *testing.T) {
 	}
 }
 
-// The fentry variants on the panic's log dump: 6.12's kmsg_dump_desc gives
-// the formatted message as "%s" (a '%' in it stays literal); 6.1's kmsg_dump
-// gives no message, and the panic finding is still made.
+// The fentry variant on the panic's log dump (kmsg_dump, kernels before
+// 6.11 without kprobes) gives no format: the panic finding is still made. A
+// "%s" format with a message holding '%' keeps it literal.
 func TestPanicFromLogDump(t *testing.T) {
 	for _, tc := range []struct{ fmt, str, want string }{
 		{"%s", "Attempted to kill init! exitcode=0x%08x", "Attempted to kill init! exitcode=0x%08x"},

@@ -99,14 +99,14 @@ var hooks = []hook{
 		{bpf.KtProgBadPageFentry, Fentry, "bad_page", "", ""},
 		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page", "", ""},
 	}},
-	// panic() is variadic (no fentry): fentry is on the log dump it makes,
-	// kmsg_dump_desc(KMSG_DUMP_PANIC, message) from 6.10 and
-	// kmsg_dump(KMSG_DUMP_PANIC) before. That dump comes after the hand-over
-	// to a loaded crash kernel, which the crash_kexec hook reports instead.
+	// panic() is variadic (no fentry). From 6.11 it calls vpanic(fmt,
+	// va_list), which gives the same record. Before, the kprobe on panic
+	// where allowed (root), and else fentry on its log dump,
+	// kmsg_dump(KMSG_DUMP_PANIC): no message, and after the other CPUs stop.
 	{name: "panic", candidates: []candidate{
-		{bpf.KtProgPanicDumpDescFentry, Fentry, "kmsg_dump_desc", "", ""},
-		{bpf.KtProgPanicDumpFentry, Fentry, "kmsg_dump", "the panic message is not captured (kmsg_dump has no message before 6.10); its format and arguments need the kprobe on panic", ""},
+		{bpf.KtProgPanicVpanicFentry, Fentry, "vpanic", "", ""},
 		{bpf.KtProgPanicKprobe, Kprobe, "panic", "", ""},
+		{bpf.KtProgPanicDumpFentry, Fentry, "kmsg_dump", "no kprobes (perf_event_paranoid) and no vpanic (kernel before 6.11): the panic is seen at its log dump, after the other CPUs stop and after any crash-kernel hand-over, without its message", ""},
 	}},
 	{name: "crash_kexec", candidates: []candidate{
 		{bpf.KtProgCrashKexecFentry, Fentry, "__crash_kexec", "", ""},
