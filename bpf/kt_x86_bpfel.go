@@ -275,8 +275,11 @@ const (
 	KtMapLoading                         = "loading"
 	KtMapParams                          = "params"
 	KtMapScanBufs                        = "scan_bufs"
+	KtProgBadPageFentry                  = "bad_page_fentry"
 	KtProgBadPageKprobe                  = "bad_page_kprobe"
+	KtProgCrashKexecFentry               = "crash_kexec_fentry"
 	KtProgCrashKexecKprobe               = "crash_kexec_kprobe"
+	KtProgEmergencyRestartFentry         = "emergency_restart_fentry"
 	KtProgEmergencyRestartKprobe         = "emergency_restart_kprobe"
 	KtProgExecFaultOopsKprobe            = "exec_fault_oops_kprobe"
 	KtProgExecFaultRawTp                 = "exec_fault_raw_tp"
@@ -313,7 +316,9 @@ const (
 	KtProgOopsGpKprobe                   = "oops_gp_kprobe"
 	KtProgOopsTrapFentry                 = "oops_trap_fentry"
 	KtProgOopsTrapKprobe                 = "oops_trap_kprobe"
+	KtProgPanicDumpFentry                = "panic_dump_fentry"
 	KtProgPanicKprobe                    = "panic_kprobe"
+	KtProgPanicVpanicFentry              = "panic_vpanic_fentry"
 	KtProgWarningFentry                  = "warning_fentry"
 	KtProgWarningKprobe                  = "warning_kprobe"
 	KtVarUnusedAddrParam                 = "unused_addr_param"
@@ -380,8 +385,11 @@ type KtSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KtProgramSpecs struct {
+	BadPageFentry                  *ebpf.ProgramSpec `ebpf:"bad_page_fentry"`
 	BadPageKprobe                  *ebpf.ProgramSpec `ebpf:"bad_page_kprobe"`
+	CrashKexecFentry               *ebpf.ProgramSpec `ebpf:"crash_kexec_fentry"`
 	CrashKexecKprobe               *ebpf.ProgramSpec `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartFentry         *ebpf.ProgramSpec `ebpf:"emergency_restart_fentry"`
 	EmergencyRestartKprobe         *ebpf.ProgramSpec `ebpf:"emergency_restart_kprobe"`
 	ExecFaultOopsKprobe            *ebpf.ProgramSpec `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp                 *ebpf.ProgramSpec `ebpf:"exec_fault_raw_tp"`
@@ -418,7 +426,9 @@ type KtProgramSpecs struct {
 	OopsGpKprobe                   *ebpf.ProgramSpec `ebpf:"oops_gp_kprobe"`
 	OopsTrapFentry                 *ebpf.ProgramSpec `ebpf:"oops_trap_fentry"`
 	OopsTrapKprobe                 *ebpf.ProgramSpec `ebpf:"oops_trap_kprobe"`
+	PanicDumpFentry                *ebpf.ProgramSpec `ebpf:"panic_dump_fentry"`
 	PanicKprobe                    *ebpf.ProgramSpec `ebpf:"panic_kprobe"`
+	PanicVpanicFentry              *ebpf.ProgramSpec `ebpf:"panic_vpanic_fentry"`
 	WarningFentry                  *ebpf.ProgramSpec `ebpf:"warning_fentry"`
 	WarningKprobe                  *ebpf.ProgramSpec `ebpf:"warning_kprobe"`
 }
@@ -539,8 +549,11 @@ type KtVariables struct {
 //
 // It can be passed to LoadKtObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KtPrograms struct {
+	BadPageFentry                  *ebpf.Program `ebpf:"bad_page_fentry"`
 	BadPageKprobe                  *ebpf.Program `ebpf:"bad_page_kprobe"`
+	CrashKexecFentry               *ebpf.Program `ebpf:"crash_kexec_fentry"`
 	CrashKexecKprobe               *ebpf.Program `ebpf:"crash_kexec_kprobe"`
+	EmergencyRestartFentry         *ebpf.Program `ebpf:"emergency_restart_fentry"`
 	EmergencyRestartKprobe         *ebpf.Program `ebpf:"emergency_restart_kprobe"`
 	ExecFaultOopsKprobe            *ebpf.Program `ebpf:"exec_fault_oops_kprobe"`
 	ExecFaultRawTp                 *ebpf.Program `ebpf:"exec_fault_raw_tp"`
@@ -577,15 +590,20 @@ type KtPrograms struct {
 	OopsGpKprobe                   *ebpf.Program `ebpf:"oops_gp_kprobe"`
 	OopsTrapFentry                 *ebpf.Program `ebpf:"oops_trap_fentry"`
 	OopsTrapKprobe                 *ebpf.Program `ebpf:"oops_trap_kprobe"`
+	PanicDumpFentry                *ebpf.Program `ebpf:"panic_dump_fentry"`
 	PanicKprobe                    *ebpf.Program `ebpf:"panic_kprobe"`
+	PanicVpanicFentry              *ebpf.Program `ebpf:"panic_vpanic_fentry"`
 	WarningFentry                  *ebpf.Program `ebpf:"warning_fentry"`
 	WarningKprobe                  *ebpf.Program `ebpf:"warning_kprobe"`
 }
 
 func (p *KtPrograms) Close() error {
 	return _KtClose(
+		p.BadPageFentry,
 		p.BadPageKprobe,
+		p.CrashKexecFentry,
 		p.CrashKexecKprobe,
+		p.EmergencyRestartFentry,
 		p.EmergencyRestartKprobe,
 		p.ExecFaultOopsKprobe,
 		p.ExecFaultRawTp,
@@ -622,7 +640,9 @@ func (p *KtPrograms) Close() error {
 		p.OopsGpKprobe,
 		p.OopsTrapFentry,
 		p.OopsTrapKprobe,
+		p.PanicDumpFentry,
 		p.PanicKprobe,
+		p.PanicVpanicFentry,
 		p.WarningFentry,
 		p.WarningKprobe,
 	)

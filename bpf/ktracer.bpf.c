@@ -747,9 +747,10 @@ int BPF_KPROBE(warning_kprobe, const char *file, int line, void *caller, unsigne
 	return on_warn(file, line, caller, taint);
 }
 
-/* kprobe only: the caller is the return address at sp on entry. */
-SEC("kprobe/bad_page")
-int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
+/* The caller is the return address at sp on entry for the kprobe; fentry
+ * (reachable without CAP_SYS_ADMIN under perf_event_paranoid=3) cannot read
+ * it, and leaves it 0: the decoder finds the culprit in the stack. */
+static __always_inline int on_bad_page(void *ctx, __u64 page, const char *reason, __u64 sp)
 {
 	__u64 vmemmap_addr = param(PARAM_VMEMMAP_BASE), vmemmap = 0, pfn = ~0ULL;
 	struct bad_page_event *e;
@@ -767,9 +768,10 @@ int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
 	 * CO-RE cannot relocate it across both; it has always been struct
 	 * page's first word. */
 	e->flags = 0;
-	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), page);
+	bpf_probe_read_kernel(&e->flags, sizeof(e->flags), (void *)page);
 	e->caller = 0;
-	bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)PT_REGS_SP(ctx));
+	if (sp)
+		bpf_probe_read_kernel(&e->caller, sizeof(e->caller), (void *)sp);
 	__builtin_memset(e->stack, 0, sizeof(e->stack));
 	bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
 	e->reason[0] = 0;
@@ -778,6 +780,23 @@ int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+SEC("fentry/bad_page")
+int BPF_PROG(bad_page_fentry, struct page *page, const char *reason)
+{
+	__u64 addr = 0;
+
+	/* The argument as a plain number: fentry types it as a struct page
+	 * pointer, and the verifier refuses the pfn arithmetic on one. */
+	bpf_probe_read_kernel(&addr, sizeof(addr), &ctx[0]);
+	return on_bad_page(ctx, addr, reason, 0);
+}
+
+SEC("kprobe/bad_page")
+int BPF_KPROBE(bad_page_kprobe, struct page *page, const char *reason)
+{
+	return on_bad_page(ctx, (__u64)page, reason, PT_REGS_SP(ctx));
 }
 
 /* kprobe only: panic() is variadic, which fentry cannot attach to. The first
@@ -806,6 +825,82 @@ int BPF_KPROBE(panic_kprobe, const char *fmt)
 	return 0;
 }
 
+/* panic() is variadic, which fentry cannot attach to. From 6.11 it hands
+ * its va_list to vpanic(fmt, args), before it stops the other CPUs: fentry
+ * there reads the same format and first five arguments as the kprobe, from
+ * the va_list (x86-64 ABI: the first six integer arguments are saved in
+ * reg_save_area, gp_offset is the next one's offset, the rest are at
+ * overflow_arg_area). */
+struct kt_va_list {
+	__u32 gp_offset;
+	__u32 fp_offset;
+	__u64 overflow_arg_area;
+	__u64 reg_save_area;
+};
+
+SEC("fentry/vpanic")
+int BPF_PROG(panic_vpanic_fentry, const char *fmt, void *args)
+{
+	struct kt_va_list va = {};
+	struct panic_event *e;
+	__u64 gp, over;
+	int i;
+
+	if (bpf_probe_read_kernel(&va, sizeof(va), args))
+		return 0;
+	e = reserve_event(struct panic_event, EVENT_PANIC);
+	if (!e)
+		return 0;
+	gp = va.gp_offset;
+	over = va.overflow_arg_area;
+	for (i = 0; i < 5; i++) {
+		__u64 *slot = &e->args[i];
+
+		*slot = 0;
+		if (gp < 48) {
+			bpf_probe_read_kernel(slot, sizeof(*slot), (void *)(va.reg_save_area + gp));
+			gp += 8;
+		} else {
+			bpf_probe_read_kernel(slot, sizeof(*slot), (void *)over);
+			over += 8;
+		}
+	}
+	e->fmt[0] = 0;
+	bpf_probe_read_kernel_str(e->fmt, sizeof(e->fmt), fmt);
+	if (bpf_probe_read_kernel_str(e->str[0], sizeof(e->str[0]), (void *)e->args[0]) < 0)
+		e->str[0][0] = 0;
+	if (bpf_probe_read_kernel_str(e->str[1], sizeof(e->str[1]), (void *)e->args[1]) < 0)
+		e->str[1][0] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+/* Before 6.11 there is no vpanic: fentry on the panic's log dump,
+ * kmsg_dump(KMSG_DUMP_PANIC), which has no message (the format is left
+ * empty). It comes after the other CPUs are stopped, and after the hand-over
+ * to a loaded crash kernel, so the record is rarely read live; the
+ * crash_kexec hook reports the hand-over. Oopses also dump the log: only the
+ * panic reason counts. */
+SEC("fentry/kmsg_dump")
+int BPF_PROG(panic_dump_fentry, enum kmsg_dump_reason reason)
+{
+	struct panic_event *e;
+
+	if (reason != bpf_core_enum_value(enum kmsg_dump_reason, KMSG_DUMP_PANIC))
+		return 0;
+	e = reserve_event(struct panic_event, EVENT_PANIC);
+	if (!e)
+		return 0;
+	__builtin_memset(e->args, 0, sizeof(e->args));
+	e->fmt[0] = 0;
+	e->str[0][0] = 0;
+	e->str[1][0] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
 static __always_inline int on_crash(__u16 type)
 {
 	struct crash_event *e;
@@ -824,6 +919,18 @@ static __always_inline int on_crash(__u16 type)
 	/* Other CPUs stop soon after: wake the reader now. */
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
+}
+
+SEC("fentry/__crash_kexec")
+int BPF_PROG(crash_kexec_fentry)
+{
+	return on_crash(EVENT_CRASH_KEXEC);
+}
+
+SEC("fentry/emergency_restart")
+int BPF_PROG(emergency_restart_fentry)
+{
+	return on_crash(EVENT_EMERGENCY_RESTART);
 }
 
 SEC("kprobe/__crash_kexec")

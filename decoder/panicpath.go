@@ -157,6 +157,11 @@ func (a *Analyzer) panicked(r *Record, out []Event) []Event {
 	ev := a.event(KindFinding, r, "")
 	ev.Task = cString(p.Comm[:])
 	ev.Reason = formatPanic(cString(p.Fmt[:]), p.Args[:], [2]string{cString(p.Str[0][:]), cString(p.Str[1][:])})
+	if cString(p.Fmt[:]) == "" {
+		// Seen at the panic's log dump (fentry on kmsg_dump before 6.10),
+		// which has no message: it is in the kernel log.
+		ev.Reason = "message not captured (see the kernel log)"
+	}
 	return append(out, finding(ev, RulePanic, 0, fmt.Sprintf(
 		"Kernel panic - not syncing: %s (task %s); unless a crash kernel takes over, the machine reboots with no vmcore", ev.Reason, ev.Task)))
 }

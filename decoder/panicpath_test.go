@@ -120,3 +120,24 @@ func TestPanicThenCrashKexec(t *testing.T) {
 		t.Errorf("emergency_restart = %+v, want unknown crash kernel state", e)
 	}
 }
+
+// The fentry variant on the panic's log dump (kmsg_dump, kernels before
+// 6.11 without kprobes) gives no format: the panic finding is still made. A
+// "%s" format with a message holding '%' keeps it literal.
+func TestPanicFromLogDump(t *testing.T) {
+	for _, tc := range []struct{ fmt, str, want string }{
+		{"%s", "Attempted to kill init! exitcode=0x%08x", "Attempted to kill init! exitcode=0x%08x"},
+		{"", "", "message not captured (see the kernel log)"},
+	} {
+		a := NewAnalyzer(Config{})
+		var p bpf.KtPanicEvent
+		p.Hdr = header(bpf.KtEventTypeEVENT_PANIC, sizeOf(p), 1, 700)
+		cname(p.Fmt[:], tc.fmt)
+		cname(p.Str[0][:], tc.str)
+		cname(p.Comm[:], "sh")
+		evs := run(t, a, Encode(&p))
+		if len(evs) != 1 || evs[0].Rule != RulePanic || evs[0].Reason != tc.want {
+			t.Errorf("fmt %q: events %+v, want one panic finding with reason %q", tc.fmt, evs, tc.want)
+		}
+	}
+}

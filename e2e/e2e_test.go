@@ -58,6 +58,8 @@ type line struct {
 		Name     string `json:"name"`
 		Attached bool   `json:"attached"`
 		Method   string `json:"method"`
+		Target   string `json:"target"`
+		Degraded string `json:"degraded"`
 		Error    string `json:"error"`
 	} `json:"hooks"`
 }

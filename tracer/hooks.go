@@ -73,8 +73,9 @@ var hooks = []hook{
 		{bpf.KtProgExecFaultOopsKprobe, Kprobe, "page_fault_oops", "", ""},
 	}},
 	// The panic path (seed incident 3). There are no tracepoints here, so
-	// fentry first; panic() is variadic (no fentry), and bad_page's caller
-	// is read from the stack at entry, so those two are kprobes only.
+	// fentry first: it attaches with CAP_BPF+CAP_PERFMON even where
+	// perf_event_paranoid=3 reserves kprobes to CAP_SYS_ADMIN (Debian's
+	// default). Kprobes are the fallback only.
 	{name: "oops_page_fault", candidates: []candidate{
 		{bpf.KtProgOopsFaultFentry, Fentry, "page_fault_oops", "", ""},
 		{bpf.KtProgOopsFaultKprobe, Kprobe, "page_fault_oops", "", ""},
@@ -91,16 +92,28 @@ var hooks = []hook{
 		{bpf.KtProgWarningFentry, Fentry, "__warn", "", ""},
 		{bpf.KtProgWarningKprobe, Kprobe, "__warn", "", ""},
 	}},
+	// bad_page is static but not inlined on 6.1 or 6.12; the fentry
+	// variant cannot read the caller from the stack at entry (the decoder
+	// takes the culprit from the stack trace either way).
 	{name: "bad_page", candidates: []candidate{
+		{bpf.KtProgBadPageFentry, Fentry, "bad_page", "", ""},
 		{bpf.KtProgBadPageKprobe, Kprobe, "bad_page", "", ""},
 	}},
+	// panic() is variadic (no fentry). From 6.11 it calls vpanic(fmt,
+	// va_list), which gives the same record. Before, the kprobe on panic
+	// where allowed (root), and else fentry on its log dump,
+	// kmsg_dump(KMSG_DUMP_PANIC): no message, and after the other CPUs stop.
 	{name: "panic", candidates: []candidate{
+		{bpf.KtProgPanicVpanicFentry, Fentry, "vpanic", "", ""},
 		{bpf.KtProgPanicKprobe, Kprobe, "panic", "", ""},
+		{bpf.KtProgPanicDumpFentry, Fentry, "kmsg_dump", "no kprobes (perf_event_paranoid) and no vpanic (kernel before 6.11): the panic is seen at its log dump, after the other CPUs stop and after any crash-kernel hand-over, without its message", ""},
 	}},
 	{name: "crash_kexec", candidates: []candidate{
+		{bpf.KtProgCrashKexecFentry, Fentry, "__crash_kexec", "", ""},
 		{bpf.KtProgCrashKexecKprobe, Kprobe, "__crash_kexec", "", ""},
 	}},
 	{name: "emergency_restart", candidates: []candidate{
+		{bpf.KtProgEmergencyRestartFentry, Fentry, "emergency_restart", "", ""},
 		{bpf.KtProgEmergencyRestartKprobe, Kprobe, "emergency_restart", "", ""},
 	}},
 	// load-failed: load_module's return sends what the reason hooks saw.
