@@ -26,17 +26,20 @@ struct kt_ops {
 static struct kt_ops kt_table[4];
 
 /*
- * 256 KiB of init text before the helper. The audit's tests load this
+ * 1 MiB of init text before the helper. The audit's tests load this
  * module before ktracer, so its freed init text is the lowest hole in
  * module space when ktracer attaches; ktracer's own page-sized
  * module_alloc()s (BPF trampolines, kprobe slots) and later modules fill
  * such holes from their start. With the helper at the end of a large hole,
  * its page stays unmapped and the stale call faults, instead of running
  * whatever took the page (which the audit reports, but no fault shows).
+ * 256 KiB was not enough on 5.10: every vmalloc'd page there comes with a
+ * guard page, and a session's BPF JIT images and trampolines took the
+ * helper's page.
  */
 asm(".pushsection .init.text, \"ax\"\n"
     "kt_init_filler:\n"
-    ".skip 262144, 0xcc\n"
+    ".skip 1048576, 0xcc\n"
     ".popsection");
 
 static int __init kt_table_helper(int x)

@@ -31,7 +31,7 @@ static struct kt_ops global_ops __section(".data");
 static const u8 kt_fw_blob[] = { 0x1f, 0x8b, 0x08, 0x00, 0x6b, 0x74 };
 
 /*
- * 512 KiB of init text before the helper, as in kt_tablebomb: ktracer's
+ * 2 MiB of init text before the helper, as in kt_tablebomb: ktracer's
  * own page-sized module_alloc()s (BPF JIT images and trampolines on 5.10)
  * fill a freed init hole from its start, so with the helper at the end of
  * a large hole its page stays unmapped and the stale call faults, instead
@@ -41,7 +41,7 @@ static const u8 kt_fw_blob[] = { 0x1f, 0x8b, 0x08, 0x00, 0x6b, 0x74 };
  */
 asm(".pushsection .init.text, \"ax\"\n"
     "kt_init_filler:\n"
-    ".skip 524288, 0xcc\n"
+    ".skip 2097152, 0xcc\n"
     ".popsection");
 
 /* Only meant for init time, hence __init: it lives in .init.text. */
