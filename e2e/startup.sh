@@ -41,7 +41,7 @@ mkdir -p /tmp/state
 ktracer daemon --web.listen-address 127.0.0.1:19436 --log.format json --log.file /tmp/d1.log --state-dir /tmp/state 2>/tmp/d1.err &
 pid=$!
 daemon_until /tmp/d1.log 'startup audit'; echo "KT-OUT:daemon1:audit $?"
-/payload/bin/insmod /payload/modules/kt_timebomb.ko; echo "KT-OUT:daemon1:insmod $?"
+/payload/bin/insmod /payload/rebuilt/kt_timebomb.ko; echo "KT-OUT:daemon1:insmod $?" # KT_BIG_INIT: see kt_timebomb.c
 daemon_until /tmp/d1.log '"msg":"kt_timebomb live"'; echo "KT-OUT:daemon1:live $?"
 sleep 1
 kill -TERM $pid; wait $pid; echo "KT-OUT:daemon1:exit:$?"

@@ -14,18 +14,24 @@ import (
 	"testing"
 )
 
-// buildRebuilt puts kt_tablebomb built again with -DKT_REBUILT into dir:
-// the same module, another build-id.
+// buildRebuilt puts the other builds of kt_tablebomb (-DKT_REBUILT: the
+// same module, another build-id) and kt_timebomb (-DKT_BIG_INIT) into dir.
 func buildRebuilt(t *testing.T, vmdir, dir string) error {
-	// Built by setup.sh with the suite's own compiler (e2e/modules/Makefile).
-	ko, err := os.ReadFile(filepath.Join(vmdir, "modules", "rebuilt", "kt_tablebomb.ko"))
-	if err != nil {
-		return fmt.Errorf("the rebuilt kt_tablebomb (setup.sh builds it): %w", err)
-	}
+	// Built by setup.sh with the suite's own compiler (e2e/modules/Makefile):
+	// kt_tablebomb with another build-id, kt_timebomb with a large init text.
 	if err := os.MkdirAll(filepath.Join(dir, "rebuilt"), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "rebuilt", "kt_tablebomb.ko"), ko, 0o644)
+	for _, m := range []string{"kt_tablebomb.ko", "kt_timebomb.ko"} {
+		ko, err := os.ReadFile(filepath.Join(vmdir, "modules", "rebuilt", m))
+		if err != nil {
+			return fmt.Errorf("the other build of %s (setup.sh builds it): %w", m, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "rebuilt", m), ko, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // daemonLines parses a daemon's JSON log lines.

@@ -30,19 +30,23 @@ static struct kt_ops global_ops __section(".data");
 /* "Compressed firmware" processed once during init. */
 static const u8 kt_fw_blob[] = { 0x1f, 0x8b, 0x08, 0x00, 0x6b, 0x74 };
 
+#ifdef KT_BIG_INIT
 /*
- * 2 MiB of init text before the helper, as in kt_tablebomb: ktracer's
- * own page-sized module_alloc()s (BPF JIT images and trampolines on 5.10)
- * fill a freed init hole from its start, so with the helper at the end of
- * a large hole its page stays unmapped and the stale call faults, instead
- * of running whatever took the page (seen once in TestStartupAudit/bullseye
- * when the daemon restarted after the load). Twice kt_tablebomb's filler,
- * so this module's init never fits exactly into kt_tablebomb's freed hole.
+ * The startup audit's daemon test (e2e/startup.sh) loads this build: 2 MiB
+ * of init text before the helper, as in kt_tablebomb. ktracer's own
+ * page-sized module_alloc()s (BPF JIT images and trampolines; on 5.10 each
+ * with a guard page) fill a freed init hole from its start, so with the
+ * helper at the end of a large hole its page stays unmapped and the stale
+ * call faults, instead of running whatever took the page (seen in
+ * TestStartupAudit/bullseye). Not the default: on 7.x a small freed init
+ * text stays mapped, filled with int3 (the matrix's int3 case), while one
+ * this large is unmapped and page-faults as on 6.1.
  */
 asm(".pushsection .init.text, \"ax\"\n"
     "kt_init_filler:\n"
     ".skip 2097152, 0xcc\n"
     ".popsection");
+#endif
 
 /* Only meant for init time, hence __init: it lives in .init.text. */
 static int __init kt_init_helper(const u8 *buf, size_t len)

@@ -119,6 +119,7 @@ mods_fresh() {
 	local src ko
 	[ "$(cat "$OUTDIR/modules/.kver" 2>/dev/null)" = "$KVER" ] || return 1
 	[ "$OUTDIR/modules/rebuilt/kt_tablebomb.ko" -nt "$MODSRC/kt_tablebomb.c" ] || return 1
+	[ "$OUTDIR/modules/rebuilt/kt_timebomb.ko" -nt "$MODSRC/kt_timebomb.c" ] || return 1
 	for src in "$MODSRC"/*.c; do
 		ko=$OUTDIR/modules/$(basename "${src%.c}").ko
 		[ "$ko" -nt "$src" ] && [ "$ko" -nt "$MODSRC/Kbuild" ] && [ "$ko" -nt "$MODSRC/Makefile" ] || return 1
