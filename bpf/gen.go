@@ -9,4 +9,3 @@ package bpf
 // The startup audit's kernel-memory reader: a separate object, loaded only
 // while the audit runs.
 //go:generate go tool bpf2go -target amd64 -tags linux -cflags "-O2 -g -Wall -Werror -I../ -I." -type kmem_chunk Kmem kmem.bpf.c
-
